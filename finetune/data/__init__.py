@@ -1,0 +1,1 @@
+"""Data sources: official file formats, hub datasets, the embedded demo generator, fingerprints."""
