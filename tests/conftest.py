@@ -7,7 +7,6 @@ hub or touch the user's own ZenML store.
 import os
 import shutil
 import tempfile
-from pathlib import Path
 
 _ZENML_DIR = tempfile.mkdtemp(prefix="zenml-test-")
 os.environ.update({

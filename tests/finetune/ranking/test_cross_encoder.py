@@ -4,7 +4,13 @@ import torch
 
 from finetune.data.types import RankingSet
 from finetune.params import CrossEncoderParams, MiningParams, TinyBertModel, TrainingParams
-from finetune.ranking.cross_encoder import mine_hard_negatives, rerank, to_loss_dataset, top_candidates, train_cross_encoder
+from finetune.ranking.cross_encoder import (
+    mine_hard_negatives,
+    rerank,
+    to_loss_dataset,
+    top_candidates,
+    train_cross_encoder,
+)
 
 
 @pytest.fixture

@@ -1,0 +1,304 @@
+"""Self-contained HTML reports (inline CSS, PNG plots as data URIs, no scripts) for the dashboard.
+
+Plots are drawn on ``matplotlib.figure.Figure`` objects with the Agg renderer and never touch pyplot, so no
+GUI backend is loaded and no global figure registry grows in long-running processes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import numbers
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    # Only for annotations: importing metrics would load ranx and numba (seconds) just to draw a page.
+    from finetune.ranking.metrics import RunComparison
+
+_POSITIVE, _NEGATIVE, _NEUTRAL = "#2e7d32", "#c62828", "#9e9e9e"
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       font-size: 15px; line-height: 1.5; color: #1f2328;
+       max-width: 1000px; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 1.6em; border-bottom: 1px solid #d0d7de; padding-bottom: .3em; }
+h2 { font-size: 1.25em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .5em 0; }
+th, td { border: 1px solid #d0d7de; padding: .3em .7em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f6f8fa; }
+img { max-width: 100%; height: auto; }
+p.headline { font-size: 1.1em; background: #f6f8fa; border-left: 4px solid #0969da; padding: .6em 1em; }
+"""
+
+
+def _plain(text: str) -> str:
+    # matplotlib reads text between two "$" as mathtext; an escaped dollar is drawn literally.
+    return text.replace("$", r"\$")
+
+
+def _new_figure(width: float = 8.0, height: float = 4.0) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_to_data_uri(fig: Figure) -> str:
+    """Render a figure as a ``data:image/png;base64,...`` URI and release it.
+
+    Args:
+        fig: A matplotlib figure (ideally a bare ``Figure``; a pyplot figure is closed after rendering).
+
+    Returns:
+        The PNG as a data URI, ready for ``<img src=...>``.
+    """
+    buffer = io.BytesIO()
+    # No "Software" metadata: the same plot gives the same bytes, so report artifacts compare equal.
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        # Only a figure made by pyplot is in its registry; closing an unknown figure is a no-op.
+        pyplot.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def plot_loss_curve(
+    steps: Sequence[int],
+    losses: Sequence[float],
+    eval_points: Sequence[tuple[int, float]] | None = None,
+) -> str:
+    """Training loss against optimizer step, with optional evaluation losses as markers.
+
+    Args:
+        steps: Optimizer steps at which the training loss was logged.
+        losses: Training loss at each step.
+        eval_points: (step, eval loss) pairs, or None.
+
+    Returns:
+        PNG data URI.
+    """
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ax.plot(list(steps), list(losses), color="#0969da", linewidth=1.5, label="train loss")
+    if eval_points:
+        eval_steps, eval_losses = zip(*eval_points, strict=True)
+        ax.plot(eval_steps, eval_losses, "o--", color="#cf222e", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return figure_to_data_uri(fig)
+
+
+def win_tie_loss(gains: Mapping[str, float]) -> tuple[int, int, int]:
+    """Counts of queries where the candidate is better (> 0), equal (0) and worse (< 0)."""
+    wins = sum(1 for g in gains.values() if g > 0)
+    losses = sum(1 for g in gains.values() if g < 0)
+    return wins, len(gains) - wins - losses, losses
+
+
+def plot_per_query_gain(gains: Mapping[str, float], metric: str) -> str:
+    """Sorted bars of candidate - baseline per query; green above zero, red below.
+
+    Query ids label the x axis only up to 40 queries; beyond that the labels would overlap.
+
+    Args:
+        gains: qid -> candidate value - baseline value.
+        metric: Metric name for the axis and title.
+
+    Returns:
+        PNG data URI.
+    """
+    ordered = sorted(gains.items(), key=lambda item: item[1], reverse=True)
+    values = [value for _, value in ordered]
+    colors = [_POSITIVE if v > 0 else _NEGATIVE if v < 0 else _NEUTRAL for v in values]
+    wins, ties, losses = win_tie_loss(gains)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ax.bar(range(len(values)), values, width=1.0 if len(values) > 40 else 0.8, color=colors, linewidth=0)
+    ax.axhline(0.0, color="#1f2328", linewidth=0.8)
+    if len(values) <= 40:
+        ax.set_xticks(range(len(values)), [_plain(qid) for qid, _ in ordered], rotation=90, fontsize=7)
+    else:
+        ax.set_xticks([])
+    ax.set_xlabel(f"queries ({len(values)}), sorted by gain")
+    ax.set_ylabel(f"Δ {_plain(metric)}")
+    ax.set_title(f"Per-query Δ {_plain(metric)}: {wins} wins / {ties} ties / {losses} losses")
+    ax.grid(axis="y", alpha=0.3)
+    return figure_to_data_uri(fig)
+
+
+def plot_metric_bars(means: Mapping[str, Mapping[str, float]]) -> str:
+    """Grouped bars: one group per metric, one bar per run, each labelled with its value.
+
+    Args:
+        means: run -> metric -> mean value (every run has the same metrics).
+
+    Returns:
+        PNG data URI.
+    """
+    runs = list(means)
+    metrics = list(next(iter(means.values()))) if means else []
+    width = 0.8 / max(len(runs), 1)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    for i, run in enumerate(runs):
+        positions = [m + (i - (len(runs) - 1) / 2) * width for m in range(len(metrics))]
+        bars = ax.bar(positions, [means[run][metric] for metric in metrics], width, label=_plain(run))
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(range(len(metrics)), [_plain(metric) for metric in metrics])
+    ax.set_ylabel("mean over judged queries")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return figure_to_data_uri(fig)
+
+
+def _cell(value: object, float_fmt: str) -> tuple[str, bool]:
+    """(escaped text, is numeric) for one table cell; None is an empty cell."""
+    if value is None:
+        return "", False
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return html.escape(float_fmt.format(value)), True
+    return html.escape(str(value)), isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def html_table(rows: Sequence[Mapping[str, object]], float_fmt: str = "{:.4f}") -> str:
+    """An HTML table; columns are the rows' keys in order of first appearance, all text escaped.
+
+    Args:
+        rows: One mapping per row; a missing key or None is an empty cell.
+        float_fmt: Format for non-integral numbers.
+
+    Returns:
+        A ``<table>`` element.
+    """
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for column in columns:
+            text, numeric = _cell(row.get(column), float_fmt)
+            cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(data_uri: str, alt: str) -> str:
+    return f'<img src="{data_uri}" alt="{html.escape(alt)}">'
+
+
+def render_report(title: str, sections: Sequence[tuple[str, str]]) -> str:
+    """A complete HTML document: the escaped title, then each (heading, inner HTML) section.
+
+    Args:
+        title: Page title and top heading (escaped).
+        sections: (heading, body) pairs; headings are escaped, bodies are trusted HTML built by this module.
+
+    Returns:
+        The HTML document.
+    """
+    parts = [f"<h2>{html.escape(heading)}</h2>\n{body}" for heading, body in sections]
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n" + "\n".join(parts) + "\n</body>\n</html>\n"
+    )
+
+
+def headline(comparison: RunComparison, metric: str, candidate: str) -> str:
+    """One sentence: candidate vs baseline on ``metric``, the delta, the p-value and the verdict."""
+    base = comparison.means[comparison.baseline][metric]
+    cand = comparison.means[candidate][metric]
+    delta = cand - base
+    relative = f" ({delta / base:+.1%})" if base else ""
+    p = comparison.p_values[candidate][metric]
+    verdict = "significant" if comparison.significant[candidate][metric] else "not significant"
+    return (
+        f"{candidate} scores {metric} {cand:.4f} vs {comparison.baseline} {base:.4f}: "
+        f"Δ {delta:+.4f}{relative}, p = {p:.4g} (paired {comparison.stat_test} test), "
+        f"{verdict} at α = {comparison.alpha}."
+    )
+
+
+def _largest_changes(
+    base: Mapping[str, float], cand: Mapping[str, float], n: int = 5
+) -> list[dict[str, object]]:
+    """Rows for the n biggest gains then the n biggest losses (each query once)."""
+    deltas = sorted(((cand[q] - base[q], q) for q in base), reverse=True)
+    picked = [*deltas[:n], *[d for d in deltas[-n:] if d not in deltas[:n]]]
+    return [{"query": q, "baseline": base[q], "candidate": cand[q], "Δ": d} for d, q in picked]
+
+
+def ranking_report(
+    title: str,
+    comparison: RunComparison,
+    primary_metric: str,
+    baseline: str,
+    candidate: str,
+    loss_history: Sequence[Mapping[str, float]] | None,
+    extra: Mapping[str, str] | None = None,
+) -> str:
+    """The reranker evaluation page: headline, metric table and chart, loss curve, per-query gains, extras.
+
+    Args:
+        title: Page title.
+        comparison: Output of :func:`finetune.ranking.metrics.compare_runs`.
+        primary_metric: Metric for the headline and the per-query plot.
+        baseline: Reference run; must be ``comparison.baseline`` (the p-values are against it).
+        candidate: Run under test.
+        loss_history: Trainer log entries; those with "loss" form the training curve and those with
+            "eval_loss" the evaluation markers, both against "step". None or empty leaves the section out.
+        extra: Key/value facts (model parameters, data fingerprints) shown as a table.
+
+    Returns:
+        The HTML document.
+
+    Raises:
+        ValueError: A run or metric is not in the comparison, or baseline is not the comparison's baseline.
+    """
+    if baseline != comparison.baseline:
+        raise ValueError(f"the comparison's p-values are against {comparison.baseline!r}, not {baseline!r}")
+    if candidate not in comparison.p_values:
+        raise ValueError(f"candidate {candidate!r} is not a non-baseline run of the comparison")
+    if primary_metric not in comparison.metrics:
+        raise ValueError(f"primary_metric {primary_metric!r} is not one of {comparison.metrics}")
+
+    base_pq = comparison.per_query[baseline][primary_metric]
+    cand_pq = comparison.per_query[candidate][primary_metric]
+    gains = {qid: cand_pq[qid] - base_pq[qid] for qid in base_pq}
+    sections = [
+        (
+            "Summary",
+            f'<p class="headline">{html.escape(headline(comparison, primary_metric, candidate))}</p>',
+        ),
+        (
+            "Metrics",
+            html_table(comparison.to_rows())
+            + f"<p>Means over {len(base_pq)} judged queries; p-values from a paired {comparison.stat_test} "
+            f"test against {html.escape(baseline)}.</p>"
+            + _img(plot_metric_bars(comparison.means), "metric means per run"),
+        ),
+    ]
+    train = [(int(e["step"]), float(e["loss"])) for e in loss_history or [] if "loss" in e]
+    evals = [(int(e["step"]), float(e["eval_loss"])) for e in loss_history or [] if "eval_loss" in e]
+    if train:
+        steps, losses = zip(*train, strict=True)
+        sections.append(("Training loss", _img(plot_loss_curve(steps, losses, evals), "training loss curve")))
+    sections.append(
+        (
+            f"Per-query {primary_metric}",
+            _img(plot_per_query_gain(gains, primary_metric), f"per-query gain in {primary_metric}")
+            + "<p>Largest gains and losses:</p>"
+            + html_table(_largest_changes(base_pq, cand_pq)),
+        )
+    )
+    if extra:
+        sections.append(("Details", html_table([{"key": k, "value": v} for k, v in extra.items()])))
+    return render_report(title, sections)

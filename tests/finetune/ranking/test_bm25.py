@@ -1,0 +1,150 @@
+"""BM25 first stage: bm25s scores equal a brute-force Lucene BM25 on a small corpus."""
+
+import math
+import re
+from collections import Counter
+
+import pytest
+from bm25s.tokenization import Tokenizer
+
+from finetune.ranking.bm25 import BM25Index, bm25_retrieve
+
+K1, B = 0.9, 0.4
+
+CORPUS = {
+    "p0": "The quick brown fox jumps over the lazy dog.",
+    "p1": "A lazy dog sleeps all day; the dog snores loudly.",
+    "p2": "Foxes are small omnivorous mammals of the wider dog family.",
+    "p3": "BM25 is a ranking function used by search engines to rank documents.",
+    "p4": "Search engines rank web documents by relevance to a query.",
+    "p5": "The brown bear eats salmon in the river near the mountains.",
+    "p6": "Salmon swim upstream in the river to spawn every autumn season.",
+    "p7": "Neural rerankers improve ranking quality over BM25 on MS MARCO passages.",
+    "p8": "Cross-encoders score the query and passage together with full attention.",
+    "p9": "The fox, the dog and the bear: three mammals in one short story about a forest.",
+}
+
+QUERIES = {
+    "q_fox": "brown fox dog",
+    "q_rank": "bm25 ranking of search documents",
+    "q_river": "salmon in the river",
+    "q_neural": "neural cross encoders for passage ranking",
+    "q_mammal": "small mammals family",
+}
+
+TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
+
+
+def _tokens(text: str) -> list[str]:
+    return TOKEN_RE.findall(text.lower())
+
+
+def _reference_bm25(corpus: dict[str, str], query: str) -> dict[str, float]:
+    """Brute-force Lucene BM25: sum over query tokens of idf(t) * tf / (tf + k1 * (1 - b + b * dl / avgdl)).
+
+    idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)). Lucene (>= 8, so Pyserini) has no (k1 + 1) factor in the
+    numerator; with it every score would be 1.9x larger and the ranking the same.
+    """
+    docs = {pid: Counter(_tokens(text)) for pid, text in corpus.items()}
+    lengths = {pid: sum(tf.values()) for pid, tf in docs.items()}
+    n_docs = len(docs)
+    avgdl = sum(lengths.values()) / n_docs
+    scores: dict[str, float] = {}
+    for pid, tf in docs.items():
+        score = 0.0
+        for term in _tokens(query):
+            if tf[term] == 0:
+                continue
+            df = sum(1 for other in docs.values() if other[term] > 0)
+            idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+            score += idf * tf[term] / (tf[term] + K1 * (1 - B + B * lengths[pid] / avgdl))
+        if score > 0:
+            scores[pid] = score
+    return scores
+
+
+def _ranking(scores: dict[str, float]) -> list[str]:
+    return sorted(scores, key=scores.__getitem__, reverse=True)
+
+
+def test_bm25s_tokeniser_splits_like_the_reference():
+    """Lowercase, then ``\\b\\w\\w+\\b``: one-letter "A"/"a" go, "Cross-encoders" splits in two."""
+    tokenizer = Tokenizer(lower=True, stopwords=None, stemmer=None)
+    texts = list(CORPUS.values())
+    assert tokenizer.tokenize(texts, return_as="string", show_progress=False) == [_tokens(t) for t in texts]
+    assert _tokens(CORPUS["p8"])[:3] == ["cross", "encoders", "score"]
+
+
+def test_scores_and_rankings_match_brute_force_lucene_bm25():
+    run = bm25_retrieve(CORPUS, QUERIES, k=len(CORPUS), k1=K1, b=B, stemmer=None, stopwords=None)
+
+    assert list(run) == list(QUERIES)
+    for qid, query in QUERIES.items():
+        expected = _reference_bm25(CORPUS, query)
+        # Distinct scores, so "identical ranking" cannot pass by an arbitrary tie order.
+        assert len(set(expected.values())) == len(expected) > 1, qid
+        assert set(run[qid]) == set(expected), qid
+        for pid, score in expected.items():
+            assert run[qid][pid] == pytest.approx(score, abs=1e-5), (qid, pid)
+        assert _ranking(run[qid]) == _ranking(expected), qid
+
+
+def test_golden_scores_show_length_normalisation():
+    """Query "cat dog"; N = 3 passages of lengths 3, 1, 2, so avgdl = 2.
+
+    cat: df = 1, idf = ln(1 + 2.5 / 1.5) = 0.980829.  dog: df = 2, idf = ln(1 + 1.5 / 2.5) = 0.470004.
+    "cat cat dog" (dl 3, norm 0.6 + 0.4 * 3 / 2 = 1.2):
+        cat 0.980829 * 2 / (2 + 0.9 * 1.2) = 0.636902;  dog 0.470004 / (1 + 1.08) = 0.225963;  sum 0.862865
+    "dog" (dl 1, norm 0.6 + 0.4 * 1 / 2 = 0.8):  dog 0.470004 / (1 + 0.72) = 0.273258
+    "bird fish" shares no term, so it is not returned at all.
+    """
+    corpus = {"a": "cat cat dog", "b": "dog", "c": "bird fish"}
+    run = bm25_retrieve(corpus, {"q": "cat dog"}, stemmer=None, stopwords=None)
+
+    assert run["q"] == pytest.approx({"a": 0.862865, "b": 0.273258}, abs=1e-6)
+
+
+def test_k_is_capped_at_corpus_size_and_ids_round_trip():
+    corpus = {"msmarco:7": "red apple pie", "0042": "green apple", "doc/ä": "apple apple apple", "x": "pear"}
+    index = BM25Index(corpus, stemmer=None, stopwords=None)
+
+    full = index.retrieve({"q1": "apple"}, k=1000)["q1"]
+    top2 = index.retrieve({"q1": "apple"}, k=2)["q1"]
+
+    assert set(full) == {"msmarco:7", "0042", "doc/ä"}  # "pear" scores 0 and is left out
+    assert _ranking(full)[0] == "doc/ä"  # tf 3 beats tf 1
+    assert list(top2) == _ranking(full)[:2]
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        index.retrieve({"q1": "apple"}, k=0)
+
+
+def test_queries_without_a_corpus_term_get_no_candidates():
+    """Unknown words, only stopwords, and only one-letter tokens all leave nothing to score."""
+    queries = {"oov": "zebra quokka", "stop": "the of and", "short": "a b c", "ok": "lazy zebra"}
+
+    run = bm25_retrieve(CORPUS, queries)
+
+    assert run["oov"] == run["stop"] == run["short"] == {}
+    assert set(run["ok"]) == {"p0", "p1"}
+
+
+def test_default_english_stemming_and_stopwords():
+    """PyStemmer maps "running"/"runs" -> "run" and "dogs" -> "dog"; "the" is a stopword."""
+    corpus = {"d1": "the dog runs", "d2": "the cat sleeps", "d3": "birds sing"}
+
+    stemmed = bm25_retrieve(corpus, {"q": "the running dogs"})
+    unstemmed = bm25_retrieve(corpus, {"q": "the running dogs"}, stemmer=None, stopwords=None)
+
+    assert set(stemmed["q"]) == {"d1"}
+    assert set(unstemmed["q"]) == {"d1", "d2"}  # only "the" matches
+
+
+def test_index_is_reused_and_threads_do_not_change_results():
+    single = BM25Index(CORPUS, n_threads=1)
+    threaded = BM25Index(CORPUS, n_threads=2)
+
+    first = single.retrieve(QUERIES, k=5)
+    assert single.retrieve({"q_fox": QUERIES["q_fox"]}, k=5) == {"q_fox": first["q_fox"]}
+    assert threaded.retrieve(QUERIES, k=5) == first
+    assert bm25_retrieve(CORPUS, QUERIES, k=5) == first
+    assert len(single) == len(CORPUS)
