@@ -54,6 +54,10 @@ def validate_config(path: str | Path) -> list[str]:
         return [f"{path}: top level must be a mapping"]
     problems = [f"{path}: {key}: unknown run-config key" for key in config
                 if key not in PipelineRunConfiguration.model_fields]
+    if config.get("enable_cache") is True:
+        # ZenML applies a run-level value to every step, which would cache fingerprint_sources (stale data)
+        # and promote_model (a stale gate); `false` is fine and forces a fresh run.
+        problems.append(f"{path}: enable_cache: true would also cache the steps that must always run; remove it")
     try:
         PipelineRunConfiguration.model_validate(config)
     except ValidationError as exc:

@@ -39,6 +39,7 @@ def test_every_yaml_file_parses():
         ("parameters:\n  data:\n    train: {kind: demo}\nsteps:\n  train_model: {}\n",
          "steps.train_model: no such step in cross_encoder_training"),
         ("parameters: {}\n", "parameters.data: required"),
+        ("enable_cache: true\nparameters:\n  data:\n    train: {kind: demo}\n", "enable_cache: true would also cache"),
         ("parameters:\n  data: [\n", "invalid YAML"),
     ],
 )
