@@ -168,12 +168,13 @@ def _cell(value: object, float_fmt: str) -> tuple[str, bool]:
     return html.escape(str(value)), isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def html_table(rows: Sequence[Mapping[str, object]], float_fmt: str = "{:.4f}") -> str:
+def html_table(rows: Sequence[Mapping[str, object]], float_fmt: str = "{:.4f}", p_fmt: str = "{:.3g}") -> str:
     """An HTML table; columns are the rows' keys in order of first appearance, all text escaped.
 
     Args:
         rows: One mapping per row; a missing key or None is an empty cell.
         float_fmt: Format for non-integral numbers.
+        p_fmt: Format for p-value columns (named ``... p``), so 2.7e-12 does not print as 0.0000.
 
     Returns:
         A ``<table>`` element.
@@ -184,7 +185,7 @@ def html_table(rows: Sequence[Mapping[str, object]], float_fmt: str = "{:.4f}") 
     for row in rows:
         cells = []
         for column in columns:
-            text, numeric = _cell(row.get(column), float_fmt)
+            text, numeric = _cell(row.get(column), p_fmt if str(column).endswith(" p") else float_fmt)
             cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
