@@ -11,7 +11,6 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export ZENML_ANALYTICS_OPT_IN ?= false
 export ZENML_ENABLE_RICH_TRACEBACK ?= false
-export ZENML_LOGGING_VERBOSITY ?= WARN
 
 .PHONY: install demo test lint bench clean
 
