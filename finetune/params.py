@@ -80,8 +80,9 @@ class MsMarcoFiles(Params):
     """Local files in the official MS MARCO passage formats.
 
     ``run`` is an optional TREC run (``qid Q0 pid rank score tag``) used as the first stage instead of BM25.
-    ``unknown_qrels: drop`` skips judgments of passages missing from the collection (TREC DL sets ship only the
-    judged top-k texts); ``error`` stops at the first such line.
+    ``unknown_qrels``: ``error`` stops at the first judgment naming an unknown query or passage; ``keep`` keeps
+    judgments of passages missing from the collection for evaluation (TREC DL sets ship only the top-k texts;
+    keeping them gives the official metric values) and never trains on them; ``drop`` skips them.
     """
 
     kind: Literal["msmarco_files"] = "msmarco_files"
@@ -89,7 +90,7 @@ class MsMarcoFiles(Params):
     queries: Path
     qrels: Path
     run: Path | None = None
-    unknown_qrels: Literal["error", "drop"] = "error"
+    unknown_qrels: Literal["error", "drop", "keep"] = "error"
 
 
 class TriplesFile(Params):

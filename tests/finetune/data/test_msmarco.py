@@ -219,6 +219,13 @@ def test_unknown_qrels_drop_skips_and_logs_them(files, caplog):
         load_msmarco_files(**files, unknown_qrels="ignore")
 
 
+def test_unknown_qrels_keep_keeps_judgments_of_missing_passages(files):
+    write_qrels({"3": {"0": 3, "99": 2}, "4": {"0": 1}, "5": {"7": 2}}, files["qrels"])
+    ranking_set = load_msmarco_files(**files, unknown_qrels="keep")
+    assert ranking_set.qrels == {"3": {"0": 3, "99": 2}, "5": {"7": 2}}  # qid 4 is unknown: dropped
+    assert "99" not in ranking_set.corpus
+
+
 def test_run_naming_unknown_pid_is_an_error_even_when_dropping_qrels(files):
     files["run"].write_text("3 Q0 0 1 2.0 t\n3 Q0 55 2 1.0 t\n")
     assert _error(lambda _: load_msmarco_files(**files, unknown_qrels="drop"), files["run"]) == (

@@ -36,6 +36,12 @@ def test_mined_negatives_come_from_the_run_and_exclude_positives(toy_ranking, to
         assert neg <= allowed and "20" not in neg  # rank 1 skipped
 
 
+def test_judged_passages_without_text_are_never_trained_on(toy_ranking, toy_run):
+    toy_ranking.qrels["1"]["999"] = 3  # judged (kept for evaluation) but absent from the collection
+    pairs = mine_hard_negatives(toy_ranking, toy_run, MiningParams(negatives_per_positive=2))
+    assert "999" not in set(pairs.pid)
+
+
 def test_mining_is_seeded_and_independent_of_query_order(toy_ranking, toy_run):
     params = MiningParams(negatives_per_positive=2, depth=8)
     a = mine_hard_negatives(toy_ranking, toy_run, params)
