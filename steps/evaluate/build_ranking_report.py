@@ -1,11 +1,11 @@
 from typing import Annotated
 
-from finetune.reports import ranking_report
 from zenml import step
 from zenml.types import HTMLString
 
 from finetune.params import RankingEvalParams
 from finetune.ranking.metrics import RunComparison
+from finetune.reports import ranking_report
 
 
 @step
