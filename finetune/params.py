@@ -163,8 +163,9 @@ class RetrievalParams(Params):
 class MiningParams(Params):
     """Hard negatives from the first-stage ranking of each training query.
 
-    Negatives are drawn from ranks ``skip_top+1 .. depth`` among passages judged below ``positive_min_grade``
-    or unjudged; skipping the very top lowers the risk of unjudged false negatives.
+    Negatives are drawn from ranks ``skip_top+1 .. depth`` among passages judged at most ``max_negative_grade``
+    (default: anything below ``positive_min_grade``) or unjudged; skipping the very top lowers the risk of
+    unjudged false negatives, and ``max_negative_grade: 0`` keeps partially relevant passages out of the negatives.
     """
 
     negatives_per_positive: int = Field(4, ge=1)
@@ -172,7 +173,22 @@ class MiningParams(Params):
     skip_top: int = Field(0, ge=0)
     positive_min_grade: int = Field(1, ge=1)
     max_positives_per_query: int = Field(4, ge=1)
+    max_negative_grade: int | None = Field(None, ge=0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _negatives_below_positives(self) -> MiningParams:
+        if self.max_negative_grade is not None and self.max_negative_grade >= self.positive_min_grade:
+            raise ValueError(
+                f"max_negative_grade ({self.max_negative_grade}) must be below positive_min_grade "
+                f"({self.positive_min_grade})"
+            )
+        return self
+
+    @property
+    def negative_grade_limit(self) -> int:
+        """The highest grade a negative may have."""
+        return self.positive_min_grade - 1 if self.max_negative_grade is None else self.max_negative_grade
 
 
 # -------------------------------------------------------------------------------------------- training

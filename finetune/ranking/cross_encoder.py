@@ -35,8 +35,8 @@ def mine_hard_negatives(data: RankingSet, first_stage: Run, params: MiningParams
 
     Positives are passages graded ``>= positive_min_grade`` (highest grade first, at most
     ``max_positives_per_query``). Negatives come from ranks ``skip_top+1 .. depth`` of the first stage and are
-    judged below the positive threshold or unjudged; when a query has too few, random corpus passages fill up.
-    A per-query RNG seeded by ``(seed, qid)`` makes the result independent of query order.
+    judged at most ``params.negative_grade_limit`` or unjudged; when a query has too few, random corpus passages
+    fill up. A per-query RNG seeded by ``(seed, qid)`` makes the result independent of query order.
 
     Returns:
         Long-format rows ``group, qid, query, pid, passage, grade, role`` (role ``positive``/``negative``; one
@@ -55,12 +55,13 @@ def mine_hard_negatives(data: RankingSet, first_stage: Run, params: MiningParams
             continue
         rng = random.Random(f"{params.seed}:{qid}")
         ranked = top_candidates(first_stage, qid, params.depth)[params.skip_top :]
-        pool = [pid for pid in ranked if judged.get(pid, 0) < params.positive_min_grade]
+        limit = params.negative_grade_limit
+        pool = [pid for pid in ranked if judged.get(pid, 0) <= limit]
         for pos in positives:
             negatives = rng.sample(pool, min(len(pool), params.negatives_per_positive))
             while len(negatives) < params.negatives_per_positive and len(all_pids) > len(judged) + len(negatives):
                 pid = rng.choice(all_pids)
-                if judged.get(pid, 0) < params.positive_min_grade and pid not in negatives:
+                if judged.get(pid, 0) <= limit and pid not in negatives:
                     negatives.append(pid)
             query = data.queries[qid]
             rows.append(dict(group=group, qid=qid, query=query, pid=pos, passage=data.corpus[pos],
@@ -78,7 +79,8 @@ def to_loss_dataset(pairs: pd.DataFrame, loss: str):
     """Convert mined groups into the column layout each sentence-transformers loss expects.
 
     - ``bce``: (query, passage) → label 1.0 for the positive, 0.0 for negatives.
-    - ``ranknet`` / ``lambda`` / ``listnet``: (query, [docs]) → [grades]; negatives get 0.
+    - ``ranknet`` / ``lambda`` / ``listnet``: (query, [docs]) → [graded labels]: the judged grade of every
+      document (unjudged = 0), so a partially relevant negative still ranks above an irrelevant one.
     - ``mnrl``: (query, positive, negative_1..negative_n); groups with fewer than n negatives are dropped.
     """
     from datasets import Dataset
@@ -96,7 +98,7 @@ def to_loss_dataset(pairs: pd.DataFrame, loss: str):
         return Dataset.from_dict({
             "query": [g["query"].iloc[0] for g in groups],
             "docs": [g["passage"].tolist() for g in groups],
-            "labels": [g["grade"].where(g["role"] == "positive", 0).astype(float).tolist() for g in groups],
+            "labels": [g["grade"].astype(float).tolist() for g in groups],
         })
     if loss == "mnrl":
         n = max(len(g) - 1 for g in groups)

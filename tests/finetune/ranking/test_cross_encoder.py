@@ -52,6 +52,18 @@ def test_mining_is_seeded_and_independent_of_query_order(toy_ranking, toy_run):
     assert not a.equals(c)
 
 
+def test_max_negative_grade_keeps_partially_relevant_passages_out(toy_ranking, toy_run):
+    # 11 negatives per positive = every other passage of the 12-passage toy collection.
+    default = mine_hard_negatives(toy_ranking, toy_run, MiningParams(negatives_per_positive=11, positive_min_grade=2))
+    assert (default[default.role == "negative"].grade == 1).sum() == 4  # every query's grade-1 passage
+    strict = mine_hard_negatives(
+        toy_ranking, toy_run, MiningParams(negatives_per_positive=11, positive_min_grade=2, max_negative_grade=0))
+    negatives = strict[strict.role == "negative"]
+    assert len(negatives) == 40 and (negatives.grade == 0).all()  # 10 a query: the grade-1 passage left out
+    with pytest.raises(ValueError, match=r"max_negative_grade \(2\) must be below positive_min_grade \(2\)"):
+        MiningParams(positive_min_grade=2, max_negative_grade=2)
+
+
 def test_too_few_candidates_are_filled_from_the_corpus(toy_ranking):
     run = {q: {} for q in toy_ranking.queries}  # a first stage that found nothing
     pairs = mine_hard_negatives(toy_ranking, run, MiningParams(negatives_per_positive=3, positive_min_grade=2))
@@ -66,8 +78,11 @@ def test_loss_dataset_layouts(toy_ranking, toy_run):
     assert bce.column_names == ["query", "passage", "label"] and sum(bce["label"]) == (pairs.role == "positive").sum()
     listwise = to_loss_dataset(pairs, "lambda")
     assert listwise.column_names == ["query", "docs", "labels"]
-    first = pairs[pairs.group == 0]
-    assert listwise[0]["labels"] == [float(first.grade.iloc[0]), 0.0, 0.0]
+    graded = mine_hard_negatives(toy_ranking, toy_run, MiningParams(negatives_per_positive=11, positive_min_grade=2))
+    graded_lists = to_loss_dataset(graded, "lambda")
+    for row, (_, group) in zip(graded_lists, graded.groupby("group"), strict=True):
+        assert row["labels"] == group.grade.astype(float).tolist()
+        assert row["labels"][0] == 2.0 and sorted(row["labels"][1:]) == [0.0] * 10 + [1.0]  # grade-1 negative keeps 1
     mnrl = to_loss_dataset(pairs, "mnrl")
     assert mnrl.column_names == ["query", "positive", "negative_1", "negative_2"]
     with pytest.raises(ValueError, match="no training pairs"):
