@@ -199,7 +199,7 @@ class RunComparison:
                 cells.append(float_fmt.format(means[metric]) + mark)
             for metric in self.metrics:
                 p = self.p_values.get(name, {}).get(metric)
-                cells.append("" if p is None else float_fmt.format(p))
+                cells.append("" if p is None else f"{p:.3g}")  # small p-values stay readable (2.7e-12)
             lines.append("| " + " | ".join(cells) + " |")
         n_queries = len(self.per_query[self.baseline][self.metrics[0]])
         baseline = self.baseline.replace("|", "\\|")

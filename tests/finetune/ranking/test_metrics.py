@@ -160,6 +160,6 @@ def test_comparison_rows_and_markdown():
         "| run | ndcg@10 | ndcg@10 p |",
         "|---|---|---|",
         "| bm25 | 0.5000 |  |",
-        "| ce\\|v2 | 0.6250 † | 0.0100 |",
+        "| ce\\|v2 | 0.6250 † | 0.01 |",
     ]
     assert comparison.to_markdown().endswith("(paired student test over 1 queries)")
