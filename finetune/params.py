@@ -73,6 +73,41 @@ class TinyBertModel(Params):
 ModelSpec = Annotated[HubModel | LocalModel | PackagedModel | TinyBertModel, Field(discriminator="kind")]
 
 
+class _TinyCausalModel(Params):
+    """Shared fields of the tiny causal LMs built from a config with a seed and a byte-level BPE tokenizer
+    trained offline on the task's text (tests and demos: hidden 32 × 2 layers is ~30k parameters plus embeddings).
+    """
+
+    hidden_size: int = Field(32, ge=8)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(2, ge=1)
+    vocab_size: int = Field(500, ge=300)  # byte-level BPE starts from 256 byte tokens + specials
+    max_position_embeddings: int = Field(256, ge=16)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        return self
+
+
+class TinyGpt2Model(_TinyCausalModel):
+    """A tiny GPT-2 (fused ``c_attn`` attention, learned positions) built from a config with a seed."""
+
+    kind: Literal["tiny_gpt2"] = "tiny_gpt2"
+
+
+class TinyLlamaModel(_TinyCausalModel):
+    """A tiny Llama-style model (``q_proj/k_proj/v_proj/o_proj``, RoPE, SwiGLU MLP) built from a config."""
+
+    kind: Literal["tiny_llama"] = "tiny_llama"
+    intermediate_size: int = Field(64, ge=8)
+
+
+CausalModelSpec = Annotated[HubModel | LocalModel | TinyGpt2Model | TinyLlamaModel, Field(discriminator="kind")]
+
+
 # ------------------------------------------------------------------------------------------ ranking data
 
 
