@@ -295,3 +295,553 @@ class PromotionParams(Params):
     min_delta: float = Field(0.0, ge=0.0)
     require_significance: bool = False
     stage: Literal["production", "staging"] = "production"
+
+
+# ------------------------------------------------------------------- dual encoders and distillation
+
+
+class RegisteredModel(Params):
+    """A model version in the ZenML Model Control Plane: its ``model_dir`` artifact is loaded at run time.
+
+    ``version`` is a stage (``production``, ``staging``, ``latest``, ``archived``) or a version number/name.
+    """
+
+    kind: Literal["registered"] = "registered"
+    name: str = Field(min_length=1)
+    version: str = "production"
+
+
+TeacherSource = Annotated[
+    HubModel | LocalModel | PackagedModel | TinyBertModel | RegisteredModel, Field(discriminator="kind")
+]
+
+
+class TeacherParams(Params):
+    """The model whose scores a student learns from, and how it scores (query, passage) pairs.
+
+    ``architecture`` says how a model *spec* scores: ``cross_encoder`` (one logit per pair) or ``dual_encoder``
+    (similarity of sentence embeddings, e.g. the packaged all-MiniLM-L6-v2 with cosine). A registered version
+    carries its own architecture in its ``model_dir`` artifact, which wins.
+    """
+
+    model: TeacherSource = Field(default_factory=PackagedModel)
+    architecture: Literal["cross_encoder", "dual_encoder"] = "dual_encoder"
+    batch_size: int = Field(64, ge=1)
+    max_length: int = Field(256, ge=8)
+    device: DeviceName = "auto"
+
+
+class DualEncoderParams(Params):
+    """A bi-encoder (sentence-transformers ``SentenceTransformer``) and its training loss.
+
+    ``towers``: ``shared`` encodes queries and passages with one transformer; ``separate`` gives each its own copy
+    (a sentence-transformers ``Router`` with ``query`` and ``document`` routes), both starting from ``model``.
+    ``loss``: ``mnrl`` (MultipleNegativesRankingLoss: softmax over the positive, the mined hard negatives and
+    every other passage in the batch), or with teacher scores ``margin_mse`` (MarginMSE on the similarity
+    margins) and ``kl`` (DistillKLDivLoss over each query's candidates). ``scale`` multiplies similarities in
+    MNRL (default 20 for cosine, whose range [-1, 1] is too flat for a softmax; 1 for dot products).
+    ``keep_layers`` keeps only these transformer layers of the starting weights (0-based).
+    """
+
+    model: ModelSpec = Field(default_factory=PackagedModel)
+    towers: Literal["shared", "separate"] = "shared"
+    pooling: Literal["mean", "cls"] = "mean"
+    similarity: Literal["dot", "cosine"] = "cosine"
+    loss: Literal["mnrl", "margin_mse", "kl"] = "mnrl"
+    scale: float | None = Field(None, gt=0.0)
+    temperature: float = Field(1.0, gt=0.0)
+    keep_layers: tuple[int, ...] | None = None
+    training: TrainingParams = Field(default_factory=TrainingParams)
+
+    @property
+    def mnrl_scale(self) -> float:
+        """The similarity scale MNRL uses: ``scale`` when set, else 20 for cosine and 1 for dot products."""
+        if self.scale is not None:
+            return self.scale
+        return 20.0 if self.similarity == "cosine" else 1.0
+
+
+class DenseEvalParams(Params):
+    """How a dual encoder is evaluated: dense retrieval over the whole corpus and reranking of the first stage.
+
+    ``primary`` names the run whose metrics become ``test_<metric>`` (and so decide promotion); the other is
+    logged as ``rerank_test_<metric>`` or ``dense_test_<metric>``. ``chunk_size`` passages are scored per matrix
+    product (queries × chunk floats), so memory stays bounded on any corpus. ``backend``: ``exact`` is chunked
+    torch matrix products; ``faiss`` an exact ``IndexFlatIP`` (needs faiss installed); ``auto`` uses faiss when
+    it is installed.
+    """
+
+    primary: Literal["retrieval", "rerank"] = "retrieval"
+    k: int = Field(100, ge=1)
+    chunk_size: int = Field(65_536, ge=1)
+    backend: Literal["auto", "exact", "faiss"] = "auto"
+
+
+class CrossEncoderDistillationParams(Params):
+    """A smaller cross-encoder student trained on a teacher's scores.
+
+    ``student``: ``teacher`` starts from the teacher's weights (its encoder; a new head when the teacher is a
+    dual encoder), or a model spec. ``keep_layers`` keeps these layers of the starting weights; unset means every
+    other layer (0, 2, 4, ... as DistilBERT was initialised) when starting from the teacher, all layers of a spec.
+    ``loss``: ``margin_mse`` (MSE between student and teacher margins s(q,p+) − s(q,p−), Hofstätter et al. 2020),
+    ``mse`` (pointwise MSE on the teacher's scores), ``kl`` (cross-entropy of the student's softmax over each
+    query's candidates against the teacher's softmax at ``temperature``; equal to the KL divergence plus the
+    teacher's constant entropy, so the gradients are the KL's).
+    """
+
+    student: ModelSpec | Literal["teacher"] = "teacher"
+    keep_layers: tuple[int, ...] | None = None
+    loss: Literal["margin_mse", "mse", "kl"] = "margin_mse"
+    temperature: float = Field(1.0, gt=0.0)
+    training: TrainingParams = Field(default_factory=TrainingParams)
+
+
+class DualEncoderDistillationParams(Params):
+    """A smaller dual-encoder student trained on a (dual- or cross-encoder) teacher's scores.
+
+    ``from_teacher: true`` starts from the teacher's encoder weights (``student.model`` is then ignored) with
+    ``student.keep_layers`` (unset: every other layer); otherwise from ``student.model``. ``student.loss`` must be
+    ``margin_mse`` (MarginMSE on similarity margins) or ``kl`` (DistillKLDivLoss: KL between the teacher's and
+    the student's softmax over each query's positive and hard negatives, at ``student.temperature``).
+    """
+
+    student: DualEncoderParams = Field(default_factory=lambda: DualEncoderParams(loss="margin_mse"))
+    from_teacher: bool = True
+
+    @model_validator(mode="after")
+    def _distillation_loss(self) -> DualEncoderDistillationParams:
+        if self.student.loss == "mnrl":
+            raise ValueError("student.loss: distillation learns from teacher scores; use 'margin_mse' or 'kl'")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ generation data
+
+
+class InstructionFile(Params):
+    """Prompt/response examples in a local file.
+
+    JSON Lines (one object a line) or a JSON array (``.json``, as Alpaca ships). Each record is one of:
+    ``{"prompt", "response"}`` (``completion`` is accepted for ``response``), Alpaca ``{"instruction", "input",
+    "output"}``, or chat ``{"messages": [{"role", "content"}, ...]}`` ending with an assistant turn.
+    """
+
+    kind: Literal["file"] = "file"
+    path: Path
+
+
+class HubInstructions(Params):
+    """A hub dataset with the same record layouts, at a pinned revision."""
+
+    kind: Literal["hub"] = "hub"
+    dataset: str = Field(min_length=1)
+    config: str | None = None
+    split: str = "train"
+    revision: str = Field(min_length=1)
+
+
+class DemoInstructions(Params):
+    """The embedded generator of small instruction tasks; it writes ``layout`` JSONL and the loader reads it back."""
+
+    kind: Literal["demo"] = "demo"
+    output_dir: Path = Path(".demo_data/instructions")
+    layout: Literal["prompt_response", "alpaca", "messages"] = "prompt_response"
+    num_examples: int = Field(400, ge=10)
+    seed: int = 0
+
+
+InstructionSource = Annotated[InstructionFile | HubInstructions | DemoInstructions, Field(discriminator="kind")]
+
+
+class InstructionDataParams(Params):
+    """Prompt/response data, its rendering and its seeded train/validation/test split.
+
+    ``template`` renders single-turn examples: a string with a ``{prompt}`` placeholder, or ``chat`` to use the
+    tokenizer's chat template (required for multi-turn ``messages``).
+    """
+
+    source: InstructionSource
+    template: str = "### Instruction:\n{prompt}\n\n### Response:\n"
+    validation_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    split_seed: int = 13
+    max_examples: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _template_has_prompt(self) -> InstructionDataParams:
+        if self.template != "chat" and "{prompt}" not in self.template:
+            raise ValueError("template: needs a '{prompt}' placeholder, or 'chat' for the tokenizer's chat template")
+        return self
+
+
+class TextFiles(Params):
+    """Plain-text files split into documents.
+
+    ``documents``: ``wikitext`` starts a document at each top-level `` = Title = `` heading (WikiText layout),
+    ``blank_line`` at each blank line, ``line`` makes every non-empty line a document.
+    """
+
+    kind: Literal["files"] = "files"
+    paths: tuple[Path, ...] = Field(min_length=1)
+    documents: Literal["wikitext", "blank_line", "line"] = "blank_line"
+
+
+class HubText(Params):
+    """A hub text dataset (``wikitext``, ``wikipedia``) at a pinned revision; rows are lines or documents."""
+
+    kind: Literal["hub"] = "hub"
+    dataset: str = "Salesforce/wikitext"
+    config: str | None = "wikitext-2-raw-v1"
+    split: str = "train"
+    revision: str = Field(min_length=1)
+    text_field: str = "text"
+    documents: Literal["wikitext", "blank_line", "line"] = "wikitext"
+
+
+class DemoText(Params):
+    """The embedded generator of an encyclopedia-like corpus about invented places, written in WikiText layout."""
+
+    kind: Literal["demo"] = "demo"
+    output_dir: Path = Path(".demo_data/text")
+    num_documents: int = Field(60, ge=3)
+    seed: int = 0
+
+
+TextSource = Annotated[TextFiles | HubText | DemoText, Field(discriminator="kind")]
+
+
+class TextDataParams(Params):
+    """A plain-text corpus split by document (never inside one) into seeded train/validation/test sets."""
+
+    source: TextSource
+    validation_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    split_seed: int = 13
+    max_documents: int | None = Field(None, ge=1)
+
+
+# --------------------------------------------------------------------------------------- generation methods
+
+
+class FullFineTuning(Params):
+    """Every parameter trains."""
+
+    name: Literal["full"] = "full"
+
+
+class LoraMethod(Params):
+    """LoRA on the attention projections; ``target_modules`` defaults per architecture (``c_attn`` for GPT-2,
+    ``q_proj/k_proj/v_proj/o_proj`` for Llama / Mistral). Saved merged into the weights.
+    """
+
+    name: Literal["lora"] = "lora"
+    r: int = Field(8, ge=1)
+    lora_alpha: float = Field(16, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] | None = None
+
+
+class QLoraMethod(LoraMethod):
+    """LoRA on a 4-bit NF4 (double-quantised) base model via bitsandbytes; CUDA only."""
+
+    name: Literal["qlora"] = "qlora"
+
+
+class AdaLoraMethod(Params):
+    """AdaLoRA: LoRA whose rank budget moves from ``init_r`` to ``target_r`` per matrix by importance.
+
+    The budget schedule needs the total number of optimizer steps, which the trainer computes from the data.
+    ``tinit`` / ``tfinal`` are the warm-up and final fine-tuning steps without pruning, ``delta_t`` the interval.
+    """
+
+    name: Literal["adalora"] = "adalora"
+    init_r: int = Field(12, ge=1)
+    target_r: int = Field(4, ge=1)
+    lora_alpha: float = Field(16, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    tinit: int = Field(0, ge=0)
+    tfinal: int = Field(0, ge=0)
+    delta_t: int = Field(1, ge=1)
+    target_modules: tuple[str, ...] | None = None
+
+
+class PrefixTuningMethod(Params):
+    """Prefix tuning: trained key/value prefixes in every layer (optionally through an MLP reparameterisation)."""
+
+    name: Literal["prefix_tuning"] = "prefix_tuning"
+    num_virtual_tokens: int = Field(8, ge=1)
+    prefix_projection: bool = False
+    encoder_hidden_size: int = Field(64, ge=1)
+
+
+class PTuningMethod(Params):
+    """P-tuning: virtual input tokens produced by a small MLP or LSTM prompt encoder."""
+
+    name: Literal["p_tuning"] = "p_tuning"
+    num_virtual_tokens: int = Field(8, ge=1)
+    encoder_hidden_size: int = Field(64, ge=1)
+    encoder_type: Literal["MLP", "LSTM"] = "MLP"
+
+
+class PromptTuningMethod(Params):
+    """Prompt tuning: trained virtual token embeddings, random or initialised from ``init_text``'s tokens."""
+
+    name: Literal["prompt_tuning"] = "prompt_tuning"
+    num_virtual_tokens: int = Field(8, ge=1)
+    init_text: str | None = None
+
+
+class MultitaskPromptTuningMethod(Params):
+    """Multitask prompt tuning (peft ``MultitaskPromptTuningConfig``): a shared prompt times per-task low-rank
+    factors; every example here trains task ``task_id`` of ``num_tasks``.
+    """
+
+    name: Literal["multitask_prompt_tuning"] = "multitask_prompt_tuning"
+    num_virtual_tokens: int = Field(8, ge=1)
+    num_tasks: int = Field(1, ge=1)
+    num_ranks: int = Field(1, ge=1)
+    task_id: int = Field(0, ge=0)
+    init_text: str | None = None
+
+    @model_validator(mode="after")
+    def _task_exists(self) -> MultitaskPromptTuningMethod:
+        if self.task_id >= self.num_tasks:
+            raise ValueError(f"task_id {self.task_id} is not below num_tasks {self.num_tasks}")
+        return self
+
+
+class LayerFreezingMethod(Params):
+    """Full fine-tuning with the first ``freeze_first_k`` transformer blocks (and the embeddings, when
+    ``freeze_embeddings``) frozen, plus every parameter whose name matches a ``freeze_patterns`` regex.
+    """
+
+    name: Literal["layer_freezing"] = "layer_freezing"
+    freeze_first_k: int = Field(0, ge=0)
+    freeze_embeddings: bool = True
+    freeze_patterns: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _freezes_something(self) -> LayerFreezingMethod:
+        if not self.freeze_first_k and not self.freeze_patterns and not self.freeze_embeddings:
+            raise ValueError("layer_freezing freezes nothing: set freeze_first_k, freeze_patterns or freeze_embeddings")
+        return self
+
+
+class GradualUnfreezingMethod(Params):
+    """ULMFiT gradual unfreezing: the LM head and final norm train from step 0; every ``unfreeze_every_steps``
+    steps one more group of ``blocks_per_group`` blocks unfreezes, from the top down, then the embeddings.
+
+    ``lr_decay`` (ULMFiT: 2.6) gives discriminative learning rates: group ``g`` counted from the top trains at
+    ``learning_rate / lr_decay**g``.
+    """
+
+    name: Literal["gradual_unfreezing"] = "gradual_unfreezing"
+    unfreeze_every_steps: int = Field(10, ge=1)
+    blocks_per_group: int = Field(1, ge=1)
+    lr_decay: float | None = Field(None, ge=1.0)
+
+
+MethodSpec = Annotated[
+    FullFineTuning | LoraMethod | QLoraMethod | AdaLoraMethod | PrefixTuningMethod | PTuningMethod
+    | PromptTuningMethod | MultitaskPromptTuningMethod | LayerFreezingMethod | GradualUnfreezingMethod,
+    Field(discriminator="name"),
+]
+
+
+class GenerationTrainingParams(TrainingParams):
+    """Optimisation for causal LMs, mapped onto ``TrainingArguments`` / ``SFTConfig`` by one function.
+
+    Validation runs every ``eval_steps`` optimizer steps; with ``early_stopping_patience`` set, training stops after
+    that many validations without improvement, and the best checkpoint (lowest validation loss) is restored.
+    """
+
+    eval_steps: int = Field(50, ge=1)
+    per_device_eval_batch_size: int = Field(16, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    early_stopping_threshold: float = Field(0.0, ge=0.0)
+    load_best_model_at_end: bool = True
+
+
+class SftParams(Params):
+    """Supervised fine-tuning with TRL's SFTTrainer.
+
+    ``completion_only`` puts the loss on the response tokens only (prompt tokens are masked with -100);
+    ``packing`` concatenates examples without padding (padding-free, position ids restart per example).
+    """
+
+    model: CausalModelSpec
+    method: MethodSpec = Field(default_factory=LoraMethod)
+    training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
+    completion_only: bool = True
+    packing: bool = False
+
+
+class CausalLmParams(Params):
+    """Continued pre-training: documents tokenized, concatenated with EOS and cut into ``block_size`` blocks."""
+
+    model: CausalModelSpec
+    method: MethodSpec = Field(default_factory=FullFineTuning)
+    training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
+    block_size: int = Field(128, ge=8)
+
+
+# ------------------------------------------------------------------------------------ generation evaluation
+
+
+class ArcFiles(Params):
+    """Multiple-choice questions in the ARC JSON Lines layout (``question.stem``, ``question.choices``,
+    ``answerKey``): ``test`` is scored; ``train`` supplies the few-shot examples (no few-shot MC without it).
+    """
+
+    kind: Literal["arc_files"] = "arc_files"
+    test: Path
+    train: Path | None = None
+
+
+class DemoArc(Params):
+    """The embedded generator of small arithmetic questions; it writes ARC-layout train/test JSONL files (letter and
+    digit labels, 3 to 5 options) and the loader reads them back."""
+
+    kind: Literal["demo"] = "demo"
+    output_dir: Path = Path(".demo_data/arc")
+    num_questions: int = Field(60, ge=4)
+    seed: int = 0
+
+
+MultipleChoiceSource = Annotated[ArcFiles | DemoArc, Field(discriminator="kind")]
+
+
+class MultipleChoiceDataParams(Params):
+    """Where the multiple-choice questions come from; ``max_questions`` keeps the first questions of each file."""
+
+    source: MultipleChoiceSource
+    max_questions: int | None = Field(None, ge=1)
+
+
+class GenerationEvalParams(Params):
+    """Generation evaluation: greedy decoding on held-out prompts, perplexity, multiple choice, few-shot baseline.
+
+    ``max_examples`` caps the held-out prompts that are generated for (generation is the slow part: examples ×
+    ``max_new_tokens`` forward passes). ``few_shot_k`` solved train examples, drawn once with ``seed``, precede every
+    prompt of the baseline (0: zero-shot); its responses are cut at ``few_shot_separator``, where the next example
+    would start. ``length_normalization`` picks the ``mc_accuracy_norm`` denominator: ``char`` (the option's
+    characters, lm-evaluation-harness ``acc_norm``), ``token`` or ``none``. Perplexity windows default to the
+    model's context with ``stride = block_size``.
+    """
+
+    max_new_tokens: int = Field(64, ge=1)
+    batch_size: int = Field(8, ge=1)
+    max_examples: int | None = Field(None, ge=1)
+    num_samples: int = Field(20, ge=0)
+    few_shot_k: int = Field(3, ge=0)
+    few_shot_separator: str = "\n\n"
+    seed: int = 0
+    length_normalization: Literal["none", "token", "char"] = "char"
+    mc_prompt_template: str = "Question: {stem}\nAnswer:"
+    perplexity_block_size: int | None = Field(None, ge=2)
+    perplexity_stride: int | None = Field(None, ge=1)
+    device: DeviceName = "auto"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerationEvalParams:
+        if "{stem}" not in self.mc_prompt_template:
+            raise ValueError("mc_prompt_template: needs a '{stem}' placeholder for the question")
+        block, stride = self.perplexity_block_size, self.perplexity_stride
+        if block and stride and stride > block:
+            raise ValueError(
+                f"perplexity_stride ({self.perplexity_stride}) must not exceed perplexity_block_size "
+                f"({self.perplexity_block_size})"
+            )
+        return self
+
+
+# ------------------------------------------------------------------------------------ curriculum learning
+
+PacingName = Literal[
+    "standard_training", "linear", "root_2", "root_5", "root_10", "root_20", "root_50",
+    "geom_progression", "quadratic", "cubic", "step",
+]
+DifficultyName = Literal[
+    "query_length", "candidate_length", "bm25_std", "bm25_positive", "semantic_std",
+    "model_prediction", "model_loss", "random",
+]
+
+
+class CurriculumArm(Params):
+    """One curriculum to compare with standard training: a difficulty function and a pacing function.
+
+    ``invert: true`` feeds the hardest queries first (an anti-curriculum).
+    """
+
+    difficulty: DifficultyName
+    pacing: PacingName
+    invert: bool = False
+
+    @model_validator(mode="after")
+    def _not_the_reference(self) -> CurriculumArm:
+        if self.pacing == "standard_training":
+            raise ValueError("pacing: standard_training is always trained as the reference; pick a curriculum")
+        return self
+
+    @property
+    def name(self) -> str:
+        """``bm25_std_root_2`` (``…_inverted`` with invert); names the steps, runs and metrics of this arm."""
+        return f"{self.difficulty}_{self.pacing}" + ("_inverted" if self.invert else "")
+
+
+class DifficultyParams(Params):
+    """Inputs of one difficulty function; only the fields it reads are set, so other edits keep its cache.
+
+    ``semantic_model`` is the sentence encoder of ``semantic_std``; ``k1``/``b``/``stemmer`` are the BM25
+    settings of ``bm25_std``/``bm25_positive``; ``seed`` draws the ``random`` scores.
+    """
+
+    name: DifficultyName
+    semantic_model: ModelSpec | None = None
+    k1: float = Field(0.9, gt=0.0)
+    b: float = Field(0.4, ge=0.0, le=1.0)
+    stemmer: Literal["english"] | None = "english"
+    seed: int = 0
+    batch_size: int = Field(64, ge=1)
+    max_length: int = Field(256, ge=8)
+
+
+class CurriculumParams(Params):
+    """Curricula to compare with standard training (Penha & Hauff 2020).
+
+    Every arm trains the same model with the same seed and the same number of optimizer steps; only the order
+    of the data differs. ``c0`` is the fraction of the data available at the first step and
+    ``full_data_fraction`` the share of the steps after which all data is available (the paper: 0.33 and 0.9).
+    ``model_prediction``/``model_loss`` score queries with this run's standard-training model.
+    """
+
+    arms: tuple[CurriculumArm, ...] = Field(min_length=1)
+    c0: float = Field(0.33, gt=0.0, le=1.0)
+    full_data_fraction: float = Field(0.9, gt=0.0, le=1.0)
+    semantic_model: ModelSpec = Field(default_factory=PackagedModel)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _unique_arms(self) -> CurriculumParams:
+        names = [arm.name for arm in self.arms]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"arms: {duplicates} listed more than once")
+        return self
+
+    @property
+    def difficulties(self) -> tuple[str, ...]:
+        """The distinct difficulty functions the arms need, in order of first use."""
+        return tuple(dict.fromkeys(arm.difficulty for arm in self.arms))
+
+    def difficulty_params(self, name: str, retrieval: RetrievalParams, max_length: int = 256) -> DifficultyParams:
+        """The inputs of difficulty function ``name``, with every field it does not read left at its default."""
+        if name in ("bm25_std", "bm25_positive"):
+            return DifficultyParams(name=name, k1=retrieval.k1, b=retrieval.b, stemmer=retrieval.stemmer)
+        if name == "semantic_std":
+            return DifficultyParams(name=name, semantic_model=self.semantic_model, max_length=max_length)
+        if name in ("model_prediction", "model_loss"):
+            return DifficultyParams(name=name, max_length=max_length)
+        if name == "random":
+            return DifficultyParams(name=name, seed=self.seed)
+        return DifficultyParams(name=name)
