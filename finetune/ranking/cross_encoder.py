@@ -11,6 +11,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -18,6 +19,9 @@ from finetune.data.types import RankingSet, Run
 from finetune.device import Placement, resolve_placement
 from finetune.models.sources import count_parameters, resolve_model
 from finetune.params import CrossEncoderParams, MiningParams, TrainingParams
+
+if TYPE_CHECKING:
+    from finetune.curriculum import QueryCurriculum
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +116,17 @@ def to_loss_dataset(pairs: pd.DataFrame, loss: str):
     raise ValueError(f"unknown loss '{loss}'")
 
 
+def instance_qids(pairs: pd.DataFrame, loss: str) -> list[str]:
+    """The query of each row of ``to_loss_dataset(pairs, loss)``, in the same order (for curricula)."""
+    if loss == "bce":
+        return pairs["qid"].tolist()
+    groups = [g for _, g in pairs.groupby("group", sort=True)]
+    if loss == "mnrl":
+        n = max(len(g) - 1 for g in groups)
+        groups = [g for g in groups if len(g) - 1 == n]
+    return [g["qid"].iloc[0] for g in groups]
+
+
 def build_loss(model, loss: str, pairs: pd.DataFrame):
     """The sentence-transformers loss object for ``loss``.
 
@@ -175,6 +190,7 @@ class TrainResult:
         train_examples: Rows the loss saw per epoch.
         base_model: One-line description of where the starting weights came from.
         device: Resolved device and precision.
+        data_fraction: With a curriculum, the fraction of the training rows available at each optimizer step.
     """
 
     model_dir: Path
@@ -184,14 +200,21 @@ class TrainResult:
     train_examples: int = 0
     base_model: str = ""
     device: str = ""
+    data_fraction: list[float] = field(default_factory=list)
 
 
-def train_cross_encoder(pairs: pd.DataFrame, params: CrossEncoderParams, output_dir: str | Path) -> TrainResult:
+def train_cross_encoder(
+    pairs: pd.DataFrame, params: CrossEncoderParams, output_dir: str | Path, curriculum: QueryCurriculum | None = None
+) -> TrainResult:
     """Train a cross-encoder on mined groups and save it to ``<output_dir>/model``.
 
-    The tiny_bert source trains its tokenizer on the training queries and passages.
+    The tiny_bert source trains its tokenizer on the training queries and passages. With ``curriculum`` the
+    trainer draws each batch from the easiest queries' rows as its pacing function allows
+    (:mod:`finetune.curriculum`); the number of optimizer steps is unchanged.
     """
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
+
+    from finetune.curriculum import with_curriculum
 
     out = Path(output_dir)
     placement = resolve_placement(params.training.device, params.training.precision)
@@ -205,11 +228,13 @@ def train_cross_encoder(pairs: pd.DataFrame, params: CrossEncoderParams, output_
         device=placement.device,
     )
     dataset = to_loss_dataset(pairs, params.loss)
-    trainer = CrossEncoderTrainer(
+    extra = {} if curriculum is None else {"curriculum": curriculum.for_rows(instance_qids(pairs, params.loss))}
+    trainer = (CrossEncoderTrainer if curriculum is None else with_curriculum(CrossEncoderTrainer))(
         model=model,
         args=to_training_arguments(params.training, out / "trainer", placement),
         train_dataset=dataset,
         loss=build_loss(model, params.loss, pairs),
+        **extra,
     )
     start = time.perf_counter()
     trainer.train()
@@ -231,6 +256,7 @@ def train_cross_encoder(pairs: pd.DataFrame, params: CrossEncoderParams, output_
         train_examples=len(dataset),
         base_model=resolved.description,
         device=f"{placement.device}/{placement.precision}",
+        data_fraction=[] if curriculum is None else trainer.curriculum_sampler.data_fractions(),
     )
 
 
