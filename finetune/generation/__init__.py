@@ -1,0 +1,1 @@
+"""Generation: prompt/response and text data, causal-LM training glue, PEFT methods, evaluation."""
