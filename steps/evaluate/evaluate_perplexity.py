@@ -1,0 +1,37 @@
+from typing import Annotated
+
+import pandas as pd
+from zenml import step
+
+from finetune.device import resolve_device
+from finetune.generation.evaluation import evaluation_texts, perplexity
+from finetune.models.causal import load_causal_lm
+from finetune.models.directory import ModelDirectory
+from finetune.params import GenerationEvalParams
+from steps.metadata import record
+
+
+@step
+def evaluate_perplexity(
+    model_dir: ModelDirectory,
+    eval_data: pd.DataFrame,
+    evaluation: GenerationEvalParams,
+    template: str = "### Instruction:\n{prompt}\n\n### Response:\n",
+    split: str = "test",
+) -> Annotated[dict[str, float], "perplexity_metrics"]:
+    """Token-weighted perplexity of held-out text (a ``text`` column, or rendered prompt + completion).
+
+    Metrics: ``<split>_perplexity``, ``<split>_nll`` (mean nats per token), ``<split>_perplexity_tokens``.
+    """
+    model, tokenizer = load_causal_lm(model_dir.path, device=resolve_device(evaluation.device))
+    texts = evaluation_texts(eval_data, template, tokenizer)
+    result = perplexity(
+        model, texts, tokenizer, evaluation.perplexity_block_size, evaluation.perplexity_stride, evaluation.batch_size
+    )
+    metrics = {
+        f"{split}_perplexity": result.perplexity,
+        f"{split}_nll": result.mean_nll,
+        f"{split}_perplexity_tokens": float(result.num_tokens),
+    }
+    record(metrics)
+    return metrics

@@ -1,0 +1,116 @@
+"""Generation evaluation steps through ``.entrypoint()`` on a tiny GPT-2 and the embedded demo data."""
+
+import pandas as pd
+import pytest
+import torch
+
+from finetune.data.arc import write_demo_arc
+from finetune.data.instructions import examples_frame
+from finetune.data.types import DataFormatError
+from finetune.models.causal import build_tiny_causal_lm, load_causal_lm
+from finetune.models.directory import ModelDirectory
+from finetune.params import GenerationEvalParams, MultipleChoiceDataParams, TinyGpt2Model
+from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
+from steps.data.load_multiple_choice import load_multiple_choice
+from steps.evaluate.build_generation_report import build_generation_report
+from steps.evaluate.evaluate_generations import evaluate_generations
+from steps.evaluate.evaluate_multiple_choice import evaluate_multiple_choice
+from steps.evaluate.evaluate_perplexity import evaluate_perplexity
+from steps.evaluate.few_shot_baseline import few_shot_baseline
+
+TEMPLATE = "Q: {prompt}\nA: "
+
+
+def _examples(n: int, offset: int = 0) -> pd.DataFrame:
+    return examples_frame(
+        (f"ex-{i}", [{"role": "user", "content": f"what is {i % 7} plus {i % 5}?"},
+                     {"role": "assistant", "content": f"{i % 7 + i % 5}"}])
+        for i in range(offset, offset + n)
+    )
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> ModelDirectory:
+    texts = [f"Q: what is {a} plus {b}?\nA: {a + b}" for a in range(7) for b in range(5)]
+    path = build_tiny_causal_lm(TinyGpt2Model(max_position_embeddings=128), tmp_path_factory.mktemp("m"), texts)
+    return ModelDirectory(path=path, kind="causal_lm", base_model="tiny_gpt2")
+
+
+@pytest.fixture
+def evaluation() -> GenerationEvalParams:
+    return GenerationEvalParams(max_new_tokens=4, batch_size=4, num_samples=5, few_shot_k=2, device="cpu")
+
+
+def test_multiple_choice_data_steps(tmp_path):
+    params = MultipleChoiceDataParams.model_validate({"source": {"kind": "demo", "output_dir": str(tmp_path),
+                                                                 "num_questions": 12}})
+    fingerprints = fingerprint_multiple_choice.entrypoint(params)
+    assert set(fingerprints) == {str(tmp_path / "train.jsonl"), str(tmp_path / "test.jsonl")}
+    train, test = load_multiple_choice.entrypoint(params, fingerprints)
+    assert len(train) == len(test) == 6 and test[0]["question"]["choices"] and test[0]["answerKey"]
+
+    train_path, test_path = write_demo_arc(tmp_path / "files", 8)
+    test_path.write_text(test_path.read_text() + '{"question": {"stem": "x"}, "answerKey": "A"}\n')
+    files = MultipleChoiceDataParams.model_validate({"source": {"kind": "arc_files", "test": str(test_path)}})
+    with pytest.raises(DataFormatError, match=rf"^{test_path}:5: 'question.choices'"):
+        load_multiple_choice.entrypoint(files, {})
+
+
+def test_perplexity_step_is_exact_on_a_uniform_model(model_dir, evaluation, tmp_path):
+    """With a zero LM head every token has probability 1/V, so test_perplexity is V and test_nll is ln V."""
+    model, tokenizer = load_causal_lm(model_dir.path)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+    uniform = tmp_path / "uniform"
+    model.save_pretrained(uniform)
+    tokenizer.save_pretrained(uniform)
+    texts = pd.DataFrame({"text": ["what is one plus two", "three plus four is seven"]})
+    metrics = evaluate_perplexity.entrypoint(ModelDirectory(uniform, "causal_lm"), texts, evaluation)
+    assert metrics["test_perplexity"] == pytest.approx(model.config.vocab_size, rel=1e-5)
+    assert metrics["test_nll"] == pytest.approx(torch.log(torch.tensor(float(model.config.vocab_size))).item(),
+                                                rel=1e-5)
+    # Rendered instruction examples are scored as prompt + completion.
+    rendered = evaluate_perplexity.entrypoint(ModelDirectory(uniform, "causal_lm"), _examples(3), evaluation,
+                                              TEMPLATE, split="validation")
+    assert rendered["validation_perplexity"] == pytest.approx(model.config.vocab_size, rel=1e-5)
+
+
+def test_generation_step_metrics_match_its_sample_table(model_dir, evaluation):
+    """With num_samples >= examples the sample table holds every example, so the mean of its ROUGE-L column is
+    test_rougeL; prompts are rendered with the template."""
+    metrics, samples = evaluate_generations.entrypoint(model_dir, _examples(5), evaluation, TEMPLATE)
+    assert set(metrics) == {"test_rouge1", "test_rouge2", "test_rougeL", "test_bleu"}
+    assert len(samples) == 5 and samples["prompt"].str.startswith("Q: what is").all()
+    assert metrics["test_rougeL"] == pytest.approx(samples["rougeL"].mean())
+    assert list(samples["rougeL"]) == sorted(samples["rougeL"])
+
+
+def test_multiple_choice_and_few_shot_steps(model_dir, evaluation, tmp_path):
+    train_path, test_path = write_demo_arc(tmp_path, 16)
+    params = MultipleChoiceDataParams.model_validate({"source": {"kind": "arc_files", "train": str(train_path),
+                                                                 "test": str(test_path)}})
+    mc_train, mc_test = load_multiple_choice.entrypoint(params, {})
+    mc = evaluate_multiple_choice.entrypoint(model_dir, mc_test, evaluation, split="dev")
+    assert set(mc) == {"dev_mc_accuracy", "dev_mc_accuracy_norm"}
+    assert all(v * 8 == round(v * 8) for v in mc.values())  # a fraction of the 8 test questions
+
+    few, few_samples = few_shot_baseline.entrypoint(model_dir, _examples(10), _examples(4, offset=10), evaluation,
+                                                    mc_train, mc_test, TEMPLATE)
+    assert set(few) == {"few_shot_test_rouge1", "few_shot_test_rouge2", "few_shot_test_rougeL", "few_shot_test_bleu",
+                        "few_shot_test_mc_accuracy", "few_shot_test_mc_accuracy_norm"}
+    assert len(few_samples) == 4 and not few_samples["generated"].str.contains("\n\n").any()  # cut at separator
+    # Shown as the test prompts alone, without the few-shot examples before them.
+    assert set(few_samples["prompt"]) == {TEMPLATE.format(prompt=p) for p in _examples(4, offset=10)["prompt"]}
+
+    metrics, samples = evaluate_generations.entrypoint(model_dir, _examples(4, offset=10), evaluation, TEMPLATE)
+    html = build_generation_report.entrypoint(
+        metrics, samples, evaluation, {"test_perplexity": 12.5},
+        {"test_mc_accuracy": 0.5, "test_mc_accuracy_norm": 0.25},
+        {**few, "few_shot_test_mc_accuracy": 0.25, "few_shot_test_mc_accuracy_norm": 0.25}, few_samples,
+        [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5, "eval_loss": 1.7}], {"method": "lora <r=8>"},
+    )
+    assert "test_perplexity" in html and "12.5000" in html and "2-shot" in html
+    assert "<td>test_mc_accuracy</td><td class=\"num\">0.5000</td><td class=\"num\">0.2500</td>" \
+           "<td class=\"num\">0.2500</td>" in html  # fine-tuned, few-shot, Δ
+    assert html.count("data:image/png;base64,") == 2  # comparison chart and loss curve
+    assert "lora &lt;r=8&gt;" in html and "Few-shot baseline generations" in html
