@@ -1,0 +1,269 @@
+"""Knowledge distillation for rankers: score training tuples with a teacher once, train a smaller student on them.
+
+The teacher is a cross-encoder (one logit per (query, passage)) or a dual encoder (similarity of embeddings);
+its scores for every mined (query, positive, negatives) group become a ``teacher_score`` column, which the
+pipelines store as the ``teacher_scores`` artifact so a second run reuses it. A cross-encoder student learns them
+with sentence-transformers' cross-encoder MarginMSELoss / MSELoss / ListNetLoss (``kl``); a dual-encoder student
+with MarginMSELoss / DistillKLDivLoss (``finetune.ranking.dual_encoder``). Students start from a smaller model or
+from the teacher with layers dropped (``finetune.ranking.layer_dropping``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from finetune.data.types import RankingSet, Run
+from finetune.device import resolve_placement
+from finetune.models.sources import count_parameters, resolve_model
+from finetune.params import CrossEncoderDistillationParams, RankingEvalParams
+from finetune.ranking import cross_encoder, dual_encoder
+from finetune.ranking.cross_encoder import RerankResult, TrainResult
+from finetune.ranking.evaluation import comparison_metrics, metric_key
+from finetune.ranking.layer_dropping import drop_layers
+from finetune.ranking.metrics import RunComparison, compare_runs
+
+ARCHITECTURES = ("cross_encoder", "dual_encoder")
+
+
+def save_teacher(spec, architecture: str, target: str | Path, texts: list[str]) -> tuple[Path, str, int]:
+    """Load a teacher from a model spec and save it as a self-contained directory (hub ids become files).
+
+    Returns:
+        (directory, one-line description, parameter count).
+    """
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"teacher.architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    target = Path(target)
+    resolved = resolve_model(spec, target.parent / "teacher_base", texts=texts)
+    if architecture == "cross_encoder":
+        model = CrossEncoder(resolved.name_or_path, revision=resolved.revision, num_labels=1, device="cpu")
+    else:
+        model = SentenceTransformer(resolved.name_or_path, revision=resolved.revision, device="cpu")
+    model.save_pretrained(str(target))
+    return target, f"{architecture} {resolved.description}", count_parameters(model)
+
+
+def score_with(
+    model_dir: str | Path, architecture: str, queries: list[str], passages: list[str], batch_size: int = 64,
+    device: str = "auto", max_length: int | None = None,
+) -> tuple[np.ndarray, float]:
+    """Score (query, passage) pairs with a saved cross- or dual encoder; returns (scores, seconds of scoring).
+
+    Cross-encoder scores are raw logits; dual-encoder scores the model's similarity (dot or cosine).
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown model architecture {architecture!r}; expected one of {ARCHITECTURES}")
+    placement = resolve_placement(device, "auto")  # type: ignore[arg-type]
+    if architecture == "cross_encoder":
+        model = CrossEncoder(str(model_dir), device=placement.device, activation_fn=torch.nn.Identity(),
+                             max_length=max_length)
+        start = time.perf_counter()
+        scores = model.predict(list(zip(queries, passages, strict=True)), batch_size=batch_size,
+                               show_progress_bar=False, convert_to_numpy=True)
+        return np.asarray(scores, dtype=np.float64), time.perf_counter() - start
+    model = dual_encoder.load_dual_encoder(model_dir, device, max_length)
+    start = time.perf_counter()
+    scores = dual_encoder.score_pairs(model, queries, passages, batch_size)
+    return np.asarray(scores, dtype=np.float64), time.perf_counter() - start
+
+
+def score_teacher(
+    pairs: pd.DataFrame, model_dir: str | Path, architecture: str, batch_size: int = 64, device: str = "auto",
+    max_length: int | None = None,
+) -> tuple[pd.DataFrame, float]:
+    """The mined rows with the teacher's score of each (query, passage) in a ``teacher_score`` column.
+
+    Returns:
+        (rows with ``teacher_score``, seconds spent scoring).
+    """
+    if pairs.empty:
+        raise ValueError("no training pairs to score: no training query has a judged positive passage")
+    scores, seconds = score_with(model_dir, architecture, pairs["query"].tolist(), pairs["passage"].tolist(),
+                                 batch_size, device, max_length)
+    scored = pairs.copy()
+    scored["teacher_score"] = scores
+    return scored, seconds
+
+
+def cross_encoder_dataset(teacher_scores: pd.DataFrame, loss: str, temperature: float = 1.0):
+    """Columns for each cross-encoder distillation loss.
+
+    - ``margin_mse``: (query, positive, negative_1..n) → [s(q,p+), s(q,p−_1), ..., s(q,p−_n)] (the loss takes
+      the differences).
+    - ``mse``: (query, passage) → s(q,p), every row of every group.
+    - ``kl``: (query, [positive, negatives]) → teacher scores / ``temperature`` (ListNetLoss softmaxes them).
+    """
+    from datasets import Dataset
+
+    if loss == "margin_mse":
+        return dual_encoder.distillation_dataset(teacher_scores)
+    if loss == "mse":
+        if teacher_scores.empty:
+            raise ValueError("no teacher scores to train on")
+        return Dataset.from_dict({
+            "query": teacher_scores["query"].tolist(),
+            "passage": teacher_scores["passage"].tolist(),
+            "label": teacher_scores["teacher_score"].astype(float).tolist(),
+        })
+    if loss == "kl":
+        groups, _ = dual_encoder.teacher_groups(teacher_scores)
+        return Dataset.from_dict({
+            "query": [g["query"].iloc[0] for g in groups],
+            "docs": [g["passage"].tolist() for g in groups],
+            "labels": [(g["teacher_score"].astype(float) / temperature).tolist() for g in groups],
+        })
+    raise ValueError(f"unknown distillation loss '{loss}'")
+
+
+def cross_encoder_loss(model, loss: str):
+    """sentence-transformers' cross-encoder loss for ``loss`` (raw logits, no activation)."""
+    from sentence_transformers.cross_encoder import losses
+
+    if loss == "margin_mse":
+        return losses.MarginMSELoss(model)
+    if loss == "mse":
+        return losses.MSELoss(model)
+    if loss == "kl":
+        # ListNet is the cross-entropy between softmax(teacher) and softmax(student): the KL divergence plus the
+        # teacher's entropy, a constant, so it has the KL's gradients.
+        return losses.ListNetLoss(model)
+    raise ValueError(f"unknown distillation loss '{loss}'")
+
+
+def student_base(
+    student, keep_layers: tuple[int, ...] | None, teacher_dir: str | Path, teacher_description: str,
+    workdir: Path, texts: list[str],
+) -> tuple[Path, str, tuple[int, ...] | None]:
+    """The student's starting weights: the teacher's (every other layer unless ``keep_layers``) or a spec's."""
+    if student == "teacher":
+        kept = drop_layers(teacher_dir, workdir / "student_base", keep_layers)
+        return workdir / "student_base", f"teacher ({teacher_description}), layers {list(kept)}", kept
+    resolved = resolve_model(student, workdir / "base", texts=texts)
+    if keep_layers is None:
+        return Path(resolved.name_or_path), resolved.description, None
+    kept = drop_layers(resolved.name_or_path, workdir / "student_base", keep_layers)
+    return workdir / "student_base", f"{resolved.description}, layers {list(kept)}", kept
+
+
+def train_cross_encoder_student(
+    teacher_scores: pd.DataFrame,
+    params: CrossEncoderDistillationParams,
+    output_dir: str | Path,
+    teacher_dir: str | Path,
+    teacher_description: str = "teacher",
+) -> TrainResult:
+    """Train a cross-encoder student on the teacher's scores (CrossEncoderTrainer) and save it to ``model/``."""
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
+
+    out = Path(output_dir)
+    placement = resolve_placement(params.training.device, params.training.precision)
+    texts = teacher_scores["query"].drop_duplicates().tolist() + teacher_scores["passage"].drop_duplicates().tolist()
+    base, description, _ = student_base(params.student, params.keep_layers, teacher_dir, teacher_description, out,
+                                        texts)
+    model = CrossEncoder(str(base), num_labels=1, max_length=params.training.max_length, device=placement.device)
+    dataset = cross_encoder_dataset(teacher_scores, params.loss, params.temperature)
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=cross_encoder.to_training_arguments(params.training, out / "trainer", placement),
+        train_dataset=dataset,
+        loss=cross_encoder_loss(model, params.loss),
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    model_dir = out / "model"
+    model.save_pretrained(str(model_dir))
+    history = [
+        {k: (int(v) if k == "step" else float(v)) for k, v in entry.items()
+         if k in ("step", "loss", "grad_norm", "learning_rate", "epoch")}
+        for entry in trainer.state.log_history if "loss" in entry
+    ]
+    return TrainResult(model_dir=model_dir, log_history=history, num_parameters=count_parameters(model),
+                       train_seconds=seconds, train_examples=len(dataset), base_model=description,
+                       device=f"{placement.device}/{placement.precision}")
+
+
+def rerank_with(
+    model_dir: str | Path, architecture: str, data: RankingSet, first_stage: Run, depth: int, batch_size: int = 64,
+    max_length: int | None = None,
+) -> RerankResult:
+    """Rerank the first stage's top ``depth`` with a cross- or dual encoder (throughput measured)."""
+    if architecture == "cross_encoder":
+        return cross_encoder.rerank(model_dir, data, first_stage, depth, batch_size, max_length=max_length)
+    if architecture == "dual_encoder":
+        return dual_encoder.rerank_dual(model_dir, data, first_stage, depth, batch_size, max_length=max_length)
+    raise ValueError(f"unknown model architecture {architecture!r}; expected one of {ARCHITECTURES}")
+
+
+@dataclass
+class TeacherStudentComparison:
+    """Teacher and student reranking the same candidates, measured in the same process.
+
+    Attributes:
+        comparison: ranx means and paired tests of ``student`` and ``teacher`` against the first stage.
+        metrics: Flat ``test_<metric>`` (student), ``<baseline>_test_<metric>``, ``teacher_test_<metric>``,
+            p-values, and ``student_teacher_ratio_test_<primary>``.
+        stats: docs/s and parameter counts of both, and the student's speed-up.
+    """
+
+    comparison: RunComparison
+    metrics: dict[str, float]
+    stats: dict[str, float]
+
+
+def compare_teacher_student(
+    teacher: tuple[str | Path, str, int],
+    student: tuple[str | Path, str, int],
+    data: RankingSet,
+    first_stage: Run,
+    baseline: str,
+    evaluation: RankingEvalParams,
+    max_length: int | None = None,
+) -> TeacherStudentComparison:
+    """Rerank ``data``'s first-stage candidates with teacher and student and compare both with the baseline.
+
+    Args:
+        teacher: (model directory, architecture, parameter count).
+        student: The same for the student.
+        data: Evaluation queries and judgments.
+        first_stage: The candidates both rerank (and the baseline run).
+        baseline: Name of the first-stage run (``bm25``).
+        evaluation: Depth, metrics, primary metric, test.
+        max_length: Token limit for both models.
+    """
+    results = {name: rerank_with(path, arch, data, first_stage, evaluation.rerank_depth, evaluation.batch_size,
+                                 max_length)
+               for name, (path, arch, _) in (("student", student), ("teacher", teacher))}
+    comparison = compare_runs(
+        data.qrels, {baseline: first_stage, "student": results["student"].run, "teacher": results["teacher"].run},
+        metrics=list(evaluation.metrics), baseline=baseline, stat_test=evaluation.stat_test, alpha=evaluation.alpha,
+        relevance_level=evaluation.relevance_level,
+    )
+    metrics = comparison_metrics(comparison, candidate="student", baseline=baseline)
+    for metric in evaluation.metrics:
+        metrics[metric_key(metric, "teacher")] = comparison.means["teacher"][metric]
+        metrics[f"p_value_{metric_key(metric, 'teacher')}"] = comparison.p_values["teacher"][metric]
+    primary = evaluation.primary_metric
+    teacher_value = comparison.means["teacher"][primary]
+    metrics[f"student_teacher_ratio_{metric_key(primary)}"] = (
+        comparison.means["student"][primary] / teacher_value if teacher_value > 0 else float("nan"))
+    student_dps, teacher_dps = results["student"].docs_per_second, results["teacher"].docs_per_second
+    stats = {
+        "docs_per_second": round(student_dps, 1),
+        "teacher_docs_per_second": round(teacher_dps, 1),
+        "speedup": round(student_dps / teacher_dps, 3) if teacher_dps > 0 else float("nan"),
+        "pairs_scored": float(results["student"].pairs_scored),
+        "student_num_parameters": float(student[2]),
+        "teacher_num_parameters": float(teacher[2]),
+    }
+    return TeacherStudentComparison(comparison, metrics, stats)

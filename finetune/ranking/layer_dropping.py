@@ -1,0 +1,84 @@
+"""Initialise a shallower student from a deeper model by keeping some of its transformer layers.
+
+DistilBERT was initialised from BERT by taking every other layer; this does the same on a saved model directory,
+at the level of the weight files: the kept layers are renumbered 0..n-1, everything else (embeddings, pooler,
+classification head, tokenizer, sentence-transformers module configs) is copied unchanged. It works for any
+directory in which BERT-style ``config.json`` + ``model.safetensors`` pairs sit: a plain transformers model, a
+sentence-transformers bi-encoder (weights at the root), a two-tower Router model (one pair per tower) and a
+sentence-transformers CrossEncoder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+# "bert.encoder.layer.3.attention..." or "encoder.layer.3...." (BertModel saved without the "bert." prefix).
+_LAYER_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?encoder\.layer\.)(?P<index>\d+)(?P<rest>\..*)$")
+
+
+def every_other_layer(num_layers: int) -> tuple[int, ...]:
+    """Layers 0, 2, 4, ... (6 layers → 0, 2, 4), as DistilBERT kept from BERT."""
+    return tuple(range(0, num_layers, 2))
+
+
+def num_layers(model_dir: str | Path) -> int:
+    """``num_hidden_layers`` of the first BERT-style config found in ``model_dir``."""
+    for config in _weight_configs(Path(model_dir)):
+        return int(json.loads(config.read_text())["num_hidden_layers"])
+    raise ValueError(f"{model_dir}: no config.json with num_hidden_layers next to a model.safetensors")
+
+
+def _weight_configs(root: Path) -> list[Path]:
+    found = []
+    for config in sorted(root.rglob("config.json")):
+        if (config.parent / "model.safetensors").is_file() and "num_hidden_layers" in json.loads(config.read_text()):
+            found.append(config)
+    return found
+
+
+def drop_layers(source: str | Path, target: str | Path, keep: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Copy ``source`` to ``target`` keeping only the transformer layers ``keep`` (default: every other one).
+
+    Args:
+        source: A saved model directory.
+        target: Where the shallower copy is written (created; must not exist).
+        keep: 0-based layer indices, strictly increasing, each below the model's layer count.
+
+    Returns:
+        The kept layer indices.
+
+    Raises:
+        ValueError: No BERT-style weights in ``source``, or ``keep`` is empty, unsorted or out of range.
+    """
+    from safetensors.torch import load_file, save_file
+
+    source, target = Path(source), Path(target)
+    configs = _weight_configs(source)
+    if not configs:
+        raise ValueError(f"{source}: no config.json with num_hidden_layers next to a model.safetensors")
+    shutil.copytree(source, target)
+    kept: tuple[int, ...] = ()
+    for config_path in configs:
+        config = json.loads(config_path.read_text())
+        total = int(config["num_hidden_layers"])
+        kept = tuple(keep) if keep is not None else every_other_layer(total)
+        if not kept or list(kept) != sorted(set(kept)) or kept[0] < 0 or kept[-1] >= total:
+            raise ValueError(f"keep_layers {list(kept)}: need strictly increasing indices in 0..{total - 1}")
+        renumber = {old: new for new, old in enumerate(kept)}
+        weights = load_file(str(config_path.parent / "model.safetensors"))
+        out = {}
+        for key, tensor in weights.items():
+            match = _LAYER_KEY.match(key)
+            if match is None:
+                out[key] = tensor
+            elif int(match["index"]) in renumber:
+                out[f"{match['prefix']}{renumber[int(match['index'])]}{match['rest']}"] = tensor.contiguous()
+        relative = config_path.parent.relative_to(source)
+        save_file(out, str(target / relative / "model.safetensors"), metadata={"format": "pt"})
+        config["num_hidden_layers"] = len(kept)
+        (target / relative / "config.json").write_text(json.dumps(config, indent=2))
+    return kept

@@ -1,0 +1,26 @@
+from typing import Annotated
+
+import pandas as pd
+from zenml import step
+
+from finetune.models.directory import ModelDirectory
+from finetune.params import TeacherParams
+from finetune.ranking.distillation import score_teacher as score
+from steps.metadata import record
+
+
+@step
+def score_teacher(
+    train_pairs: pd.DataFrame, teacher_model_dir: ModelDirectory, teacher: TeacherParams
+) -> Annotated[pd.DataFrame, "teacher_scores"]:
+    """The teacher's score of every mined (query, passage) row, computed once and cached as ``teacher_scores``."""
+    scored, seconds = score(train_pairs, teacher_model_dir.path, teacher_model_dir.kind, teacher.batch_size,
+                            teacher.device, teacher.max_length)
+    record({
+        "rows": len(scored),
+        "teacher_architecture": teacher_model_dir.kind,
+        "scoring_seconds": round(seconds, 2),
+        "positive_score_mean": float(scored.loc[scored["role"] == "positive", "teacher_score"].mean()),
+        "negative_score_mean": float(scored.loc[scored["role"] == "negative", "teacher_score"].mean()),
+    })
+    return scored

@@ -1,0 +1,34 @@
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from zenml import ArtifactConfig, step
+from zenml.enums import ArtifactType
+
+from finetune.models.directory import ModelDirectory
+from finetune.params import DualEncoderParams
+from finetune.ranking.dual_encoder import train_dual_encoder as train
+from steps.metadata import record
+
+
+@step
+def train_dual_encoder(
+    train_pairs: pd.DataFrame, dual_encoder: DualEncoderParams
+) -> tuple[
+    Annotated[ModelDirectory, ArtifactConfig(name="model_dir", artifact_type=ArtifactType.MODEL)],
+    Annotated[list[dict], "training_log"],
+]:
+    """Train a bi-encoder (SentenceTransformerTrainer) with in-batch plus mined hard negatives."""
+    result = train(train_pairs, dual_encoder, Path(tempfile.mkdtemp(prefix="dual_encoder_")))
+    record({
+        "num_parameters": result.num_parameters,
+        "train_seconds": round(result.train_seconds, 2),
+        "train_examples": result.train_examples,
+        "base_model": result.base_model,
+        "towers": dual_encoder.towers,
+        "device": result.device,
+        "final_loss": result.log_history[-1]["loss"] if result.log_history else float("nan"),
+    })
+    model_dir = ModelDirectory(result.model_dir, "dual_encoder", result.base_model, result.num_parameters)
+    return model_dir, result.log_history

@@ -1,0 +1,184 @@
+"""Distillation: teacher scoring, cross-encoder loss golden values, dataset layouts, students from teachers."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from finetune.data.types import RankingSet
+from finetune.params import (
+    CrossEncoderDistillationParams,
+    DualEncoderParams,
+    RankingEvalParams,
+    TinyBertModel,
+    TrainingParams,
+)
+from finetune.ranking import distillation as dist
+from finetune.ranking import dual_encoder as de
+from finetune.ranking.cross_encoder import PAIR_COLUMNS
+
+TINY = TinyBertModel(vocab_size=150)
+FAST = TrainingParams(max_steps=4, per_device_batch_size=4, learning_rate=1e-3, warmup_ratio=0.0, max_length=32,
+                      logging_steps=1, device="cpu", precision="fp32")
+
+
+def _pairs(n_groups=6, negatives=2) -> pd.DataFrame:
+    rows = []
+    for g in range(n_groups):
+        query = f"capital city number {g}"
+        rows.append(dict(group=g, qid=str(g), query=query, pid=f"p{g}", passage=f"the capital city {g} is big",
+                         grade=1, role="positive"))
+        rows += [dict(group=g, qid=str(g), query=query, pid=f"n{g}_{i}", passage=f"a river {g} {i} flows south",
+                      grade=0, role="negative") for i in range(negatives)]
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def _texts():
+    return _pairs()["query"].tolist() + _pairs()["passage"].tolist()
+
+
+@pytest.fixture(scope="module")
+def dual_teacher(tmp_path_factory):
+    """A saved tiny bi-encoder (4 layers, cosine) used as a teacher."""
+    root = tmp_path_factory.mktemp("dual_teacher")
+    spec = TinyBertModel(vocab_size=150, num_layers=4)
+    path, _, _ = dist.save_teacher(spec, "dual_encoder", root / "model", _texts())
+    return path
+
+
+@pytest.fixture(scope="module")
+def cross_teacher(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cross_teacher")
+    path, description, parameters = dist.save_teacher(TinyBertModel(vocab_size=150, num_layers=4), "cross_encoder",
+                                                      root / "model", _texts())
+    assert description.startswith("cross_encoder tiny_bert") and parameters > 0
+    return path
+
+
+def lookup_cross_encoder(path, table):
+    """A real (tiny) CrossEncoder whose logit for each (query, passage) is read from ``table`` instead."""
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(path), device="cpu")
+    model.preprocess = lambda pairs, prompt=None, task=None: {"pairs": [tuple(p) for p in pairs]}
+    model.forward = lambda features: {"scores": torch.tensor([table[p] for p in features["pairs"]])}
+    return model
+
+
+def test_cross_encoder_margin_mse_golden_value(cross_teacher):
+    """Student logits 3 (positive), 1 and 2.5 (negatives) → margins 2, 0.5; teacher scores (2, 1, 1) → 1, 1.
+
+    MSE = ((2 − 1)² + (0.5 − 1)²) / 2 = (1 + 0.25) / 2 = 0.625.
+    """
+    model = lookup_cross_encoder(cross_teacher, {("q", "p"): 3.0, ("q", "n1"): 1.0, ("q", "n2"): 2.5})
+    dataset = dist.cross_encoder_dataset(
+        pd.DataFrame({"group": [0, 0, 0], "query": ["q"] * 3, "passage": ["p", "n1", "n2"],
+                      "teacher_score": [2.0, 1.0, 1.0]}), "margin_mse")
+    row = dataset[0]
+    loss = dist.cross_encoder_loss(model, "margin_mse")
+    value = loss([[row["query"]], [row["positive"]], [row["negative_1"]], [row["negative_2"]]],
+                 torch.tensor([row["label"]]))
+    assert value.item() == pytest.approx(0.625)
+
+
+def test_cross_encoder_kl_golden_value(cross_teacher):
+    """Student logits (ln 4, 0, 0) → softmax (2/3, 1/6, 1/6); teacher scores (0, 0, 0) → (1/3, 1/3, 1/3).
+
+    ListNet's cross-entropy −Σ t·ln s = −(ln(2/3) + 2·ln(1/6))/3 = (ln 1.5 + 2 ln 6)/3 ≈ 1.3297, which is
+    KL(t ‖ s) = ln 2 / 3 ≈ 0.2310 plus the teacher's entropy ln 3 ≈ 1.0986.
+    """
+    model = lookup_cross_encoder(cross_teacher, {("q", "p"): math.log(4), ("q", "n1"): 0.0, ("q", "n2"): 0.0})
+    frame = pd.DataFrame({"group": [0, 0, 0], "query": ["q"] * 3, "passage": ["p", "n1", "n2"],
+                          "teacher_score": [0.0, 0.0, 0.0]})
+    row = dist.cross_encoder_dataset(frame, "kl")[0]
+    value = dist.cross_encoder_loss(model, "kl")([[row["query"]], [row["docs"]]], [torch.tensor(row["labels"])])
+    assert value.item() == pytest.approx((math.log(1.5) + 2 * math.log(6)) / 3, rel=1e-5)
+    assert value.item() == pytest.approx(math.log(2) / 3 + math.log(3), rel=1e-5)
+
+
+def test_cross_encoder_dataset_layouts():
+    frame = _pairs(n_groups=2, negatives=2)
+    frame["teacher_score"] = [4.0, 1.0, 2.0, 6.0, 0.0, 2.0]
+    mse = dist.cross_encoder_dataset(frame, "mse")
+    assert len(mse) == 6 and mse["label"] == [4.0, 1.0, 2.0, 6.0, 0.0, 2.0]
+    kl = dist.cross_encoder_dataset(frame, "kl", temperature=2.0)
+    assert kl[1]["docs"] == ["the capital city 1 is big", "a river 1 0 flows south", "a river 1 1 flows south"]
+    assert kl[1]["labels"] == [3.0, 0.0, 1.0]  # teacher scores / temperature 2
+    assert dist.cross_encoder_dataset(frame, "margin_mse")[0]["label"] == [4.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="unknown distillation loss"):
+        dist.cross_encoder_dataset(frame, "hinge")
+
+
+def test_teacher_scores_equal_the_teachers_own_similarities(dual_teacher):
+    pairs = _pairs()
+    scored, seconds = dist.score_teacher(pairs, dual_teacher, "dual_encoder", batch_size=4, device="cpu")
+    assert list(scored.columns) == [*PAIR_COLUMNS, "teacher_score"] and seconds > 0
+    model = de.load_dual_encoder(dual_teacher, device="cpu")
+    q = model.encode_query(pairs["query"].tolist(), convert_to_tensor=True)
+    p = model.encode_document(pairs["passage"].tolist(), convert_to_tensor=True)
+    expected = torch.nn.functional.cosine_similarity(q, p).numpy()
+    np.testing.assert_allclose(scored["teacher_score"].to_numpy(), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown model architecture"):
+        dist.score_teacher(pairs, dual_teacher, "colbert")
+
+
+def test_cross_encoder_teacher_scores_are_its_logits(cross_teacher):
+    from sentence_transformers import CrossEncoder
+
+    pairs = _pairs(n_groups=2)
+    scored, _ = dist.score_teacher(pairs, cross_teacher, "cross_encoder", device="cpu")
+    model = CrossEncoder(str(cross_teacher), device="cpu", activation_fn=torch.nn.Identity())
+    expected = model.predict(list(zip(pairs["query"], pairs["passage"], strict=True)), convert_to_numpy=True)
+    np.testing.assert_allclose(scored["teacher_score"].to_numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["margin_mse", "mse", "kl"])
+def test_cross_encoder_student_from_the_teacher_keeps_every_other_layer(cross_teacher, tmp_path, loss):
+    frame, _ = dist.score_teacher(_pairs(), cross_teacher, "cross_encoder", device="cpu")
+    params = CrossEncoderDistillationParams(student="teacher", loss=loss, training=FAST)
+    result = dist.train_cross_encoder_student(frame, params, tmp_path, cross_teacher, "tiny teacher")
+    assert json.loads((result.model_dir / "config.json").read_text())["num_hidden_layers"] == 2
+    assert result.base_model == "teacher (tiny teacher), layers [0, 2]"
+    assert len(result.log_history) == 4 and all(math.isfinite(e["loss"]) for e in result.log_history)
+    from sentence_transformers import CrossEncoder
+
+    assert result.num_parameters < sum(p.numel() for p in CrossEncoder(str(cross_teacher)).parameters())
+
+
+def test_student_from_a_spec_with_chosen_layers(tmp_path):
+    frame = _pairs()
+    frame["teacher_score"] = [3.0 if r == "positive" else 0.0 for r in frame["role"]]
+    params = CrossEncoderDistillationParams(student=TinyBertModel(vocab_size=150, num_layers=3), keep_layers=(2,),
+                                            training=FAST)
+    result = dist.train_cross_encoder_student(frame, params, tmp_path, teacher_dir="unused")
+    assert json.loads((result.model_dir / "config.json").read_text())["num_hidden_layers"] == 1
+    assert result.base_model.endswith("layers [2]")
+
+
+def test_dual_encoder_student_from_a_teacher_learns_its_margins(dual_teacher, tmp_path):
+    """MarginMSE on one fixed batch: the student (2 of the teacher's 4 layers) moves towards the teacher's margins."""
+    frame, _ = dist.score_teacher(_pairs(), dual_teacher, "dual_encoder", device="cpu")
+    frame["teacher_score"] = [0.9 if r == "positive" else -0.5 for r in frame["role"]]  # a clear target margin
+    training = FAST.model_copy(update={"per_device_batch_size": 6, "max_steps": 8, "learning_rate": 3e-4})
+    params = DualEncoderParams(loss="margin_mse", training=training)
+    result = de.train_dual_encoder(frame, params, tmp_path, base_path=dual_teacher, base_description="teacher",
+                                   default_every_other=True)
+    assert result.kept_layers == (0, 2)
+    losses = [e["loss"] for e in result.log_history]
+    assert losses[-1] < losses[0]
+
+
+def test_teacher_against_itself_is_a_tie(dual_teacher):
+    data = RankingSet("t", {"a": "the capital city 1 is big", "b": "a river 1 0 flows south", "c": "dogs bark"},
+                      {"1": "capital city number 1", "2": "a river"}, {"1": {"a": 2}, "2": {"b": 1}})
+    first_stage = {"1": {"b": 3.0, "c": 2.0, "a": 1.0}, "2": {"a": 2.0, "b": 1.0}}
+    same = (dual_teacher, "dual_encoder", 100)
+    result = dist.compare_teacher_student(same, same, data, first_stage, "bm25",
+                                          RankingEvalParams(rerank_depth=3, metrics=("ndcg@10", "mrr@10")))
+    assert result.metrics["test_ndcg@10"] == result.metrics["teacher_test_ndcg@10"]
+    assert result.metrics["student_teacher_ratio_test_ndcg@10"] == pytest.approx(1.0)
+    assert result.stats["pairs_scored"] == 5.0 and result.stats["docs_per_second"] > 0
+    assert result.stats["teacher_num_parameters"] == result.stats["student_num_parameters"] == 100.0
