@@ -303,3 +303,95 @@ def ranking_report(
     if extra:
         sections.append(("Details", html_table([{"key": k, "value": v} for k, v in extra.items()])))
     return render_report(title, sections)
+
+
+# ------------------------------------------------------------------------------------ curriculum learning
+
+
+def plot_curves(curves: Mapping[str, Sequence[tuple[float, float]]], xlabel: str, ylabel: str,
+                ylim: tuple[float, float] | None = None) -> str:
+    """One line per named series of (x, y) points, e.g. pacing curves or loss curves of several runs.
+
+    Args:
+        curves: name -> points; empty series are left out.
+        xlabel: X axis label.
+        ylabel: Y axis label.
+        ylim: Fixed y range, or None to fit the data.
+
+    Returns:
+        PNG data URI.
+    """
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    for name, points in curves.items():
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, linewidth=1.5, label=_plain(name), drawstyle="steps-post" if len(xs) < 400 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return figure_to_data_uri(fig)
+
+
+def curriculum_report(
+    title: str,
+    comparison: RunComparison,
+    primary_metric: str,
+    data_fractions: Mapping[str, Sequence[float]],
+    loss_histories: Mapping[str, Sequence[Mapping[str, float]]],
+    extra: Mapping[str, str] | None = None,
+) -> str:
+    """Curricula against standard training: headline per arm, pacing curves, metric table and chart, losses.
+
+    Args:
+        title: Page title.
+        comparison: :func:`~finetune.ranking.metrics.compare_runs` output whose baseline is standard training
+            (it may hold the first stage as one more run).
+        primary_metric: Metric of the headlines.
+        data_fractions: arm -> fraction of the training rows available at each optimizer step (pacing curve).
+        loss_histories: arm -> Trainer log entries (those with "loss" are drawn against "step").
+        extra: Key/value facts shown as a table.
+
+    Returns:
+        The HTML document.
+
+    Raises:
+        ValueError: The primary metric or an arm is not in the comparison.
+    """
+    if primary_metric not in comparison.metrics:
+        raise ValueError(f"primary_metric {primary_metric!r} is not one of {comparison.metrics}")
+    unknown = sorted(set(data_fractions) - set(comparison.means))
+    if unknown:
+        raise ValueError(f"arms {unknown} are not runs of the comparison")
+    arms = [arm for arm in data_fractions if arm != comparison.baseline]
+    headlines = "".join(
+        f'<p class="headline">{html.escape(headline(comparison, primary_metric, arm))}</p>' for arm in arms
+    )
+    pacing = {arm: list(enumerate(fractions)) for arm, fractions in data_fractions.items()}
+    losses = {arm: [(int(e["step"]), float(e["loss"])) for e in log if "loss" in e]
+              for arm, log in loss_histories.items()}
+    n_queries = len(comparison.per_query[comparison.baseline][primary_metric])
+    sections = [
+        ("Summary", headlines),
+        (
+            "Pacing: fraction of the data available per step",
+            _img(plot_curves(pacing, "optimizer step", "fraction of training rows", (0.0, 1.05)), "pacing curves")
+            + "<p>Each step draws its batch uniformly from the easiest ⌊fraction × N⌋ rows "
+            "(Penha &amp; Hauff 2020).</p>",
+        ),
+        (
+            "Metrics",
+            html_table(comparison.to_rows())
+            + f"<p>Means over {n_queries} judged queries; p-values from a paired {comparison.stat_test} test "
+            f"against {html.escape(comparison.baseline)}.</p>"
+            + _img(plot_metric_bars(comparison.means), "metric means per run"),
+        ),
+    ]
+    if any(losses.values()):
+        sections.append(("Training loss", _img(plot_curves(losses, "step", "loss"), "training loss curves")))
+    if extra:
+        sections.append(("Details", html_table([{"key": k, "value": v} for k, v in extra.items()])))
+    return render_report(title, sections)

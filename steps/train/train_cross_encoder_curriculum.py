@@ -1,0 +1,49 @@
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from zenml import step
+
+from finetune.curriculum import STANDARD, QueryCurriculum
+from finetune.models.directory import ModelDirectory
+from finetune.params import CrossEncoderParams, CurriculumArm
+from finetune.ranking.cross_encoder import train_cross_encoder as train
+from steps.metadata import record
+
+
+@step
+def train_cross_encoder_curriculum(
+    train_pairs: pd.DataFrame,
+    cross_encoder: CrossEncoderParams,
+    arm: CurriculumArm | None = None,
+    difficulty_scores: dict[str, float] | None = None,
+    c0: float = 0.33,
+    full_data_fraction: float = 0.9,
+    seed: int = 0,
+) -> tuple[
+    Annotated[ModelDirectory, "trained_model_dir"],
+    Annotated[list[dict], "training_log"],
+    Annotated[list[float], "data_fraction"],
+]:
+    """Fine-tune the cross-encoder with one curriculum (``arm``), or with standard training when ``arm`` is None.
+
+    Every arm runs through the same curriculum trainer with the same seed and number of steps; standard training
+    samples exactly like the plain trainer. ``data_fraction`` is the share of the rows available at each step.
+    """
+    if arm is None:
+        curriculum = QueryCurriculum({}, STANDARD)
+    else:
+        curriculum = QueryCurriculum(difficulty_scores or {}, arm.pacing, arm.invert, c0, full_data_fraction, seed)
+    result = train(train_pairs, cross_encoder, Path(tempfile.mkdtemp(prefix="curriculum_")), curriculum)
+    record({
+        "curriculum": STANDARD if arm is None else arm.name,
+        "train_seconds": round(result.train_seconds, 2),
+        "train_examples": result.train_examples,
+        "optimizer_steps": len(result.data_fraction),
+        "base_model": result.base_model,
+        "device": result.device,
+        "final_loss": result.log_history[-1]["loss"] if result.log_history else float("nan"),
+    })
+    model_dir = ModelDirectory(result.model_dir, "cross_encoder", result.base_model, result.num_parameters)
+    return model_dir, result.log_history, result.data_fraction
