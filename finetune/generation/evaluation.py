@@ -51,24 +51,31 @@ def _max_length(model) -> int | None:
     return None
 
 
-def token_logprobs(model, sequences: Sequence[Sequence[int]], batch_size: int = 8) -> list[list[float]]:
-    """Log-probability of every token given the tokens before it, for each sequence.
+def token_logprobs(
+    model, sequences: Sequence[Sequence[int]], batch_size: int = 8, num_scored: Sequence[int] | None = None
+) -> list[list[float]]:
+    """Log-probability of each sequence's last tokens given the tokens before them.
 
     Sequences are sorted by length and right-padded per batch (padding at the end cannot change the earlier
-    positions of a causal model); log-softmax is taken in float32.
+    positions of a causal model). Only the scored positions' logits go through the float32 log-softmax, so the
+    extra memory is (scored tokens × vocabulary), not (batch × length × vocabulary).
 
     Args:
         model: A causal LM (or PEFT model); put in eval mode for the call and restored afterwards.
         sequences: Token ids; each needs at least 2 tokens.
         batch_size: Sequences per forward pass.
+        num_scored: How many final tokens of each sequence to score (1 to length - 1); default all but the first.
 
     Returns:
-        For each sequence of length n, n - 1 values: entry j is log p(token j+1 | tokens 0..j).
+        For each sequence, ``num_scored`` values in order: log p(token t | tokens 0..t-1) for its last tokens t.
     """
     import torch
 
     if any(len(s) < 2 for s in sequences):
         raise ValueError("every sequence needs at least 2 tokens (one to condition on, one to score)")
+    scored = [len(s) - 1 for s in sequences] if num_scored is None else list(num_scored)
+    if any(not 1 <= k < len(s) for k, s in zip(scored, sequences, strict=True)):
+        raise ValueError("num_scored must be between 1 and the sequence length - 1")
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     results: list[list[float]] = [[] for _ in sequences]
     device, was_training = _device(model), model.training
@@ -76,19 +83,28 @@ def token_logprobs(model, sequences: Sequence[Sequence[int]], batch_size: int = 
     try:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
-                batch = [list(sequences[i]) for i in order[start : start + batch_size]]
-                width = len(batch[0])
-                ids = torch.zeros((len(batch), width), dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, seq in enumerate(batch):
+                members = order[start : start + batch_size]
+                width = len(sequences[members[0]])
+                ids = torch.zeros((len(members), width), dtype=torch.long)
+                mask = torch.zeros((len(members), width), dtype=torch.long)
+                rows, positions, targets = [], [], []
+                for row, i in enumerate(members):
+                    seq, k = list(sequences[i]), scored[i]
                     ids[row, : len(seq)] = torch.tensor(seq)
                     mask[row, : len(seq)] = 1
+                    # The logits at position p predict token p + 1.
+                    rows += [row] * k
+                    positions += range(len(seq) - 1 - k, len(seq) - 1)
+                    targets += seq[len(seq) - k :]
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
                 # Prompt-tuning adapters prepend virtual tokens to the outputs; the last `width` are ours.
-                logits = logits[:, -width:].float()
-                logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0]
-                for row, seq in enumerate(batch):
-                    results[order[start + row]] = logprobs[row, : len(seq) - 1].tolist()
+                logits = logits[:, -width:]
+                picked = logits[torch.tensor(rows, device=device), torch.tensor(positions, device=device)].float()
+                values = torch.log_softmax(picked, dim=-1).gather(-1, torch.tensor(targets, device=device)[:, None])
+                flat, offset = values[:, 0].tolist(), 0
+                for i in members:
+                    results[i] = flat[offset : offset + scored[i]]
+                    offset += scored[i]
     finally:
         model.train(was_training)
     return results
@@ -188,7 +204,7 @@ def perplexity(
                 targets.append(n)
     if not windows:
         raise ValueError("nothing to score: every sequence is shorter than 2 tokens")
-    nll = -sum(sum(lp[-n:]) for lp, n in zip(token_logprobs(model, windows, batch_size), targets, strict=True))
+    nll = -sum(sum(lp) for lp in token_logprobs(model, windows, batch_size, targets))
     count = sum(targets)
     return PerplexityResult(perplexity=math.exp(nll / count), mean_nll=nll / count, num_tokens=count)
 
@@ -439,11 +455,11 @@ def score_multiple_choice(
             seq = (ctx + cont)[-limit:] if limit else ctx + cont
             sequences.append(seq)
             spans.append(min(len(cont), len(seq) - 1))
-    logprobs = token_logprobs(model, sequences, batch_size)
+    logprobs = token_logprobs(model, sequences, batch_size, spans)
     results, i = [], 0
     for q in questions:
         n = len(q.choices)
-        lls = tuple(sum(lp[-span:]) for lp, span in zip(logprobs[i : i + n], spans[i : i + n], strict=True))
+        lls = tuple(sum(lp) for lp in logprobs[i : i + n])
         results.append(ChoiceScore(lls, tuple(spans[i : i + n]), tuple(len(c) for c in q.choices), q.answer))
         i += n
     return results

@@ -1,5 +1,7 @@
 """Generation evaluation steps through ``.entrypoint()`` on a tiny GPT-2 and the embedded demo data."""
 
+import uuid
+
 import pandas as pd
 import pytest
 import torch
@@ -114,3 +116,48 @@ def test_multiple_choice_and_few_shot_steps(model_dir, evaluation, tmp_path):
            "<td class=\"num\">0.2500</td>" in html  # fine-tuned, few-shot, Δ
     assert html.count("data:image/png;base64,") == 2  # comparison chart and loss curve
     assert "lora &lt;r=8&gt;" in html and "Few-shot baseline generations" in html
+
+
+@pytest.mark.slow
+def test_evaluation_artifacts_round_trip_through_the_store(model_dir, tmp_path, zenml_client):
+    """The evaluation steps chained in a pipeline on the throw-away store: every output materializes and loads
+    back (ARC records as JSON lists, sample tables as DataFrames, the report as HTML), and a rerun on unchanged
+    question files is cached past the fingerprint."""
+    from zenml import pipeline, save_artifact
+    from zenml.integrations.registry import integration_registry
+
+    # Pipelines activate ZenML's integrations (the pandas materializer) when they compile; the inputs saved here
+    # before any compile need them too, or DataFrames would be pickled.
+    integration_registry.activate_integrations()
+    tag = uuid.uuid4().hex[:8]
+    model = save_artifact(model_dir, f"eval_model_{tag}")
+    train = save_artifact(_examples(10), f"eval_train_{tag}")
+    test = save_artifact(_examples(4, offset=10), f"eval_test_{tag}")
+    mc_params = MultipleChoiceDataParams.model_validate({"source": {"kind": "demo", "output_dir": str(tmp_path),
+                                                                    "num_questions": 8}})
+    evaluation = GenerationEvalParams(max_new_tokens=3, batch_size=4, num_samples=3, few_shot_k=1, device="cpu")
+
+    @pipeline(enable_cache=True)
+    def generation_evaluation_check():
+        mc_train, mc_test = load_multiple_choice(mc_params, fingerprint_multiple_choice(mc_params))
+        mc = evaluate_multiple_choice(model, mc_test, evaluation)
+        metrics, samples = evaluate_generations(model, test, evaluation, TEMPLATE)
+        ppl = evaluate_perplexity(model, test, evaluation, TEMPLATE)
+        few, few_samples = few_shot_baseline(model, train, test, evaluation, mc_train, mc_test, TEMPLATE)
+        build_generation_report(metrics, samples, evaluation, ppl, mc, few, few_samples)
+
+    first = zenml_client.get_pipeline_run(generation_evaluation_check().id)
+    assert str(first.status) == "completed"
+    mc_test = first.steps["load_multiple_choice"].outputs["mc_test"][0].load()
+    assert len(mc_test) == 4 and mc_test[0]["question"]["choices"][0]["label"] in {"A", "1"}
+    samples = first.steps["evaluate_generations"].outputs["sample_generations"][0].load()
+    assert list(samples.columns) == ["prompt", "reference", "generated", "rougeL"] and len(samples) == 3
+    few = first.steps["few_shot_baseline"].outputs["few_shot_metrics"][0].load()
+    assert "few_shot_test_mc_accuracy_norm" in few
+    report = first.steps["build_generation_report"].outputs["report"][0].load()
+    assert "<td>test_mc_accuracy_norm</td>" in report and "1-shot" in report
+
+    second = zenml_client.get_pipeline_run(generation_evaluation_check().id)
+    statuses = {name: str(s.status) for name, s in second.steps.items()}
+    assert statuses.pop("fingerprint_multiple_choice") == "completed"
+    assert set(statuses.values()) == {"cached"}
