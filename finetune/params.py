@@ -660,6 +660,14 @@ class GenerationTrainingParams(TrainingParams):
     early_stopping_patience: int | None = Field(None, ge=1)
     early_stopping_threshold: float = Field(0.0, ge=0.0)
     load_best_model_at_end: bool = True
+    gradient_checkpointing: bool = False  # recompute activations in backward: ~30% slower, far less memory
+
+
+def _check_method_and_training(method, training: GenerationTrainingParams) -> None:
+    # Checkpointed blocks get no key/value cache (transformers drops it while training), which is where prefix
+    # tuning puts its prefixes.
+    if method.name == "prefix_tuning" and training.gradient_checkpointing:
+        raise ValueError("method prefix_tuning cannot train with training.gradient_checkpointing: true")
 
 
 class SftParams(Params):
@@ -675,6 +683,11 @@ class SftParams(Params):
     completion_only: bool = True
     packing: bool = False
 
+    @model_validator(mode="after")
+    def _compatible(self) -> SftParams:
+        _check_method_and_training(self.method, self.training)
+        return self
+
 
 class CausalLmParams(Params):
     """Continued pre-training: documents tokenized, concatenated with EOS and cut into ``block_size`` blocks."""
@@ -683,6 +696,11 @@ class CausalLmParams(Params):
     method: MethodSpec = Field(default_factory=FullFineTuning)
     training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
     block_size: int = Field(128, ge=8)
+
+    @model_validator(mode="after")
+    def _compatible(self) -> CausalLmParams:
+        _check_method_and_training(self.method, self.training)
+        return self
 
 
 # ------------------------------------------------------------------------------------ generation evaluation

@@ -1,9 +1,9 @@
-"""Embedded offline generation data: instruction tasks, an encyclopedia-like corpus and ARC-style questions.
+"""Embedded offline generation data: instruction tasks and an encyclopedia-like corpus.
 
-All three describe one invented world (places with a capital, a main export and a neighbour), generated from
+Both describe one invented world (places with a capital, a main export and a neighbour), generated from
 ``random.Random(seed)`` with lists in fixed order, so the same arguments give byte-identical files. They are written
-in the official formats (JSONL prompt/response, Alpaca or chat; WikiText layout; ARC JSONL) and read back by the
-real loaders, so the demos exercise the same code as real data.
+in the official formats (JSONL prompt/response, Alpaca or chat; WikiText layout) and read back by the real
+loaders, so the demos exercise the same code as real data.
 
 The instruction tasks are small and learnable by a tiny model in a few hundred steps: fact questions about the
 places (the answer's phrasing is fixed, the fact must be memorised), one-digit addition and reversing three
@@ -126,36 +126,3 @@ def write_demo_corpus(output_dir: str | Path, num_documents: int = 60, seed: int
     corpus.write_text(" \n" + "\n".join(blocks), encoding="utf-8")
     return corpus
 
-
-def write_demo_arc(output_dir: str | Path, num_questions: int = 40, seed: int = 0) -> Path:
-    """Write ARC-layout multiple-choice questions about the demo world (``question.stem``, ``choices``, ``answerKey``).
-
-    Every other question uses digit labels, as some real ARC questions do, so label handling is exercised.
-
-    Returns:
-        The file written (``arc.jsonl``).
-    """
-    rng = random.Random(seed + 3)
-    world = _world(seed)
-    lines = []
-    for i in range(num_questions):
-        place = world[i % len(world)]
-        if i % 2:
-            stem, answer, pool = f"What is the capital of {place.name}?", place.capital, [p.capital for p in world]
-        else:
-            stem, answer, pool = f"What does {place.name} export?", place.export, list(_GOODS)
-        options = [answer] + rng.sample([x for x in pool if x != answer], 3)
-        rng.shuffle(options)
-        labels = "1234" if i % 4 == 1 else "ABCD"
-        record = {
-            "id": f"demo-{i}",
-            "question": {"stem": stem, "choices": [{"text": t, "label": lab} for t, lab in zip(options, labels,
-                                                                                               strict=True)]},
-            "answerKey": labels[options.index(answer)],
-        }
-        lines.append(json.dumps(record))
-    path = Path(output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    arc = path / "arc.jsonl"
-    arc.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return arc

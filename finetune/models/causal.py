@@ -9,6 +9,7 @@ the directory with the frozen base model under ``base/``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 BASE_SUBDIR = "base"
 ADAPTER_CONFIG = "adapter_config.json"
+DEFAULT_TASK_FILE = "default_task.json"
 
 # Plain-text chat layout for the tiny tokenizer, so chat ``messages`` data goes through ``apply_chat_template``
 # exactly as it does with a hub model's own template.
@@ -194,6 +196,8 @@ def save_causal_lm(model, tokenizer, out_dir: str | Path) -> Path:
             tokenizer.save_pretrained(out / BASE_SUBDIR)
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
+            if getattr(model, "default_task_id", None) is not None:
+                (out / DEFAULT_TASK_FILE).write_text(json.dumps({"task_id": model.default_task_id}))
             return out
         model = model.merge_and_unload()
     model.save_pretrained(out)
@@ -224,6 +228,8 @@ def load_causal_lm(model_dir: str | Path, device: str | None = None):
         if not (base_dir / "config.json").is_file():
             raise ValueError(f"{path}: adapter without its base model (no {BASE_SUBDIR}/config.json)")
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), path)
+        if (path / DEFAULT_TASK_FILE).is_file():
+            use_default_task(model, json.loads((path / DEFAULT_TASK_FILE).read_text())["task_id"])
     elif (path / "config.json").is_file():
         model = AutoModelForCausalLM.from_pretrained(path)
     else:
@@ -234,6 +240,26 @@ def load_causal_lm(model_dir: str | Path, device: str | None = None):
         model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def use_default_task(peft_model, task_id: int) -> None:
+    """Make a multitask-prompt-tuning model use ``task_id`` whenever a caller passes no ``task_ids``.
+
+    PEFT's multitask prompt encoder refuses ``task_ids=None``, and neither the trainers' collators nor generic
+    evaluation code pass task ids; a forward pre-hook on the prompt encoder fills them in for training, scoring and
+    ``generate`` alike. The id is saved next to the adapter (``default_task.json``) and restored on load.
+    """
+    import torch
+
+    def fill_task_ids(module, args):
+        indices, task_ids = args[0], args[1] if len(args) > 1 else None
+        if task_ids is None:
+            task_ids = torch.full((indices.shape[0],), task_id, dtype=torch.long, device=indices.device)
+        return indices, task_ids
+
+    encoder = peft_model.prompt_encoder[peft_model.active_adapter]
+    encoder.register_forward_pre_hook(fill_task_ids)
+    peft_model.default_task_id = task_id
 
 
 def _ensure_pad_token(tokenizer) -> None:

@@ -1,0 +1,367 @@
+"""Training causal LMs: supervised fine-tuning (TRL ``SFTTrainer``) and continued pre-training (transformers
+``Trainer`` on text packed into blocks), with any method of ``finetune.generation.methods``.
+
+One function maps our parameters onto ``TrainingArguments`` / ``SFTConfig`` (``to_training_arguments``). Every run
+measures what the method comparison reports: trainable parameters, peak memory (RSS sampled during training on
+CPU, ``torch.cuda.max_memory_allocated`` on GPU), wall time, tokens per second, and the validation loss of the
+model that is kept (the best checkpoint when validation runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from finetune.data.instructions import render_frame
+from finetune.device import Placement, require_cuda, resolve_placement
+from finetune.generation.methods import prepare_model, trainable_parameters
+from finetune.models.causal import load_pretrained_causal_lm, resolve_causal_model, save_causal_lm
+from finetune.params import (
+    AdaLoraMethod,
+    CausalLmParams,
+    GenerationTrainingParams,
+    QLoraMethod,
+    SftParams,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def to_training_arguments(params: GenerationTrainingParams, output_dir: str | Path, placement: Placement, *,
+                          has_validation: bool, sft: dict | None = None):
+    """Map our training parameters onto ``TrainingArguments``, or ``SFTConfig`` when ``sft`` options are given.
+
+    With validation data the model is evaluated (and a checkpoint saved) every ``eval_steps`` steps and the one with
+    the lowest validation loss is restored at the end; without it nothing is evaluated or saved along the way.
+    """
+    from transformers import TrainingArguments
+
+    kwargs = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps,
+        per_device_train_batch_size=params.per_device_batch_size,
+        per_device_eval_batch_size=params.per_device_eval_batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        learning_rate=params.learning_rate,
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        weight_decay=params.weight_decay,
+        lr_scheduler_type=params.lr_scheduler,
+        logging_steps=params.logging_steps,
+        seed=params.seed,
+        data_seed=params.seed,
+        bf16=placement.bf16,
+        fp16=placement.fp16,
+        use_cpu=placement.use_cpu,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        gradient_checkpointing=params.gradient_checkpointing,
+    )
+    if has_validation:
+        kwargs.update(eval_strategy="steps", eval_steps=params.eval_steps, save_strategy="steps",
+                      save_steps=params.eval_steps, save_only_model=True, save_total_limit=1,
+                      load_best_model_at_end=params.load_best_model_at_end, metric_for_best_model="eval_loss",
+                      greater_is_better=False)
+    else:
+        kwargs.update(eval_strategy="no", save_strategy="no")
+    if sft is None:
+        return TrainingArguments(**kwargs)
+    from trl import SFTConfig
+
+    return SFTConfig(**kwargs, **sft)
+
+
+def early_stopping_callbacks(params: GenerationTrainingParams, has_validation: bool) -> list:
+    """transformers' ``EarlyStoppingCallback`` when patience is set (it needs validation and best-model loading).
+
+    Raises:
+        ValueError: Early stopping without validation data or without ``load_best_model_at_end``.
+    """
+    if params.early_stopping_patience is None:
+        return []
+    if not has_validation or not params.load_best_model_at_end:
+        raise ValueError("training.early_stopping_patience needs validation data and load_best_model_at_end: true")
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(params.early_stopping_patience, params.early_stopping_threshold)]
+
+
+def token_length_stats(lengths: list[int], max_length: int) -> dict[str, float]:
+    """Token lengths for metadata: count, mean, median, p95, max and the fraction longer than ``max_length``."""
+    if not lengths:
+        return {"count": 0}
+    ordered = sorted(lengths)
+    return {
+        "count": len(ordered),
+        "mean": round(sum(ordered) / len(ordered), 2),
+        "p50": ordered[len(ordered) // 2],
+        "p95": ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)],
+        "max": ordered[-1],
+        "truncated_fraction": round(sum(n > max_length for n in ordered) / len(ordered), 4),
+    }
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA allocator peak on GPU, else process RSS sampled every 20 ms by a thread.
+
+    RSS includes everything the process holds (Python, libraries, data), so compare methods run in one process
+    by the increase over the starting RSS, which is what ``peak_mb`` reports on CPU.
+    """
+
+    def __init__(self, device: str):
+        self.device = device
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        import psutil
+
+        process = psutil.Process()
+        self._start = process.memory_info().rss
+        self._peak = self._start
+
+        def sample():
+            while not self._stop.wait(0.02):
+                self._peak = max(self._peak, process.memory_info().rss)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.device == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = (self._peak - self._start) / 2**20
+
+
+@dataclass
+class CausalTrainResult:
+    """What a training run produced and measured.
+
+    Attributes:
+        model_dir: The saved model (``load_causal_lm`` reads it).
+        log_history: Trainer log entries (``loss``, ``eval_loss``, ``learning_rate`` by ``step``).
+        stats: ``trainable_parameters``, ``total_parameters``, ``peak_memory_mb``, ``train_seconds``,
+            ``tokens_per_second``, ``train_tokens``, ``validation_loss``, ``validation_perplexity``, ``steps``.
+        tokenization: Per split token-length statistics (``token_length_stats``).
+        base_model: One line on where the starting weights came from.
+        unfreezing_history: ``(step, groups unfrozen)`` for gradual unfreezing.
+    """
+
+    model_dir: Path
+    log_history: list[dict] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    tokenization: dict = field(default_factory=dict)
+    base_model: str = ""
+    unfreezing_history: list = field(default_factory=list)
+
+
+def _total_steps(params: GenerationTrainingParams, num_sequences: int) -> int:
+    """Optimizer steps of the run, as the Trainer will count them (AdaLoRA's schedule needs the number up front)."""
+    if params.max_steps > 0:
+        return params.max_steps
+    per_epoch = math.ceil(math.ceil(num_sequences / params.per_device_batch_size) / params.gradient_accumulation_steps)
+    return max(1, math.ceil(per_epoch * params.epochs))
+
+
+def _load_base(params: SftParams | CausalLmParams, placement: Placement, workdir: Path, texts: list[str]):
+    import torch
+
+    if isinstance(params.method, QLoraMethod):
+        # Before anything loads: a 4-bit base model cannot exist without CUDA and bitsandbytes.
+        require_cuda("QLoRA (4-bit NF4 quantisation with bitsandbytes)")
+    resolved = resolve_causal_model(params.model, workdir / "base", texts=texts)
+    compute_dtype = torch.bfloat16 if placement.bf16 else torch.float16 if placement.fp16 else torch.float32
+    model, tokenizer = load_pretrained_causal_lm(resolved, isinstance(params.method, QLoraMethod), compute_dtype)
+    return resolved, model, tokenizer
+
+
+@dataclass
+class TrainingSetup:
+    """A trainer ready to run, with what ``run_training`` needs to measure and save its result."""
+
+    trainer: object
+    prepared: object
+    placement: Placement
+    tokenizer: object
+    resolved: object
+    params: SftParams | CausalLmParams
+    output_dir: Path
+    has_validation: bool
+    tokenization: dict
+
+
+def run_training(setup: TrainingSetup) -> CausalTrainResult:
+    """Train, measure (memory, time, tokens/s, validation loss of the kept model) and save to ``<output_dir>/model``."""
+    trainer, prepared, placement, params = setup.trainer, setup.prepared, setup.placement, setup.params
+    # Counted before training: AdaLoRA's budget masks ranks along the way, and what the method trains is the point.
+    trainable, total = trainable_parameters(trainer.model)
+    with PeakMemory(placement.device) as memory:
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+    if prepared.unfreezing is not None:  # gradual unfreezing: every group unfrozen by the last step counts
+        named = dict(trainer.model.named_parameters())
+        unfrozen = prepared.unfreezing.history[-1][1]
+        trainable = sum(named[n].numel() for group in prepared.unfreezing.groups[:unfrozen] for n in group)
+    tokens = int(trainer.state.num_input_tokens_seen)
+    stats = {"trainable_parameters": trainable, "total_parameters": total, "peak_memory_mb": round(memory.peak_mb, 1),
+             "train_seconds": round(seconds, 2), "train_tokens": tokens,
+             "tokens_per_second": round(tokens / seconds, 1) if seconds else 0.0, "steps": trainer.state.global_step}
+    if setup.has_validation:
+        loss = trainer.evaluate()["eval_loss"]
+        stats.update(validation_loss=round(loss, 4), validation_perplexity=round(math.exp(min(loss, 50.0)), 3))
+    model_dir = _save(trainer.model, setup.tokenizer, setup.output_dir / "model", setup.resolved, params)
+    history = prepared.unfreezing.history if prepared.unfreezing else []
+    return CausalTrainResult(model_dir, list(trainer.state.log_history), stats, setup.tokenization,
+                             setup.resolved.description, history)
+
+
+def _save(model, tokenizer, out: Path, resolved, params) -> Path:
+    if not isinstance(params.method, QLoraMethod):
+        return save_causal_lm(model, tokenizer, out)
+    # A LoRA adapter trained on a 4-bit base is merged into a full-precision copy of the base, not into 4-bit weights.
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    with tempfile.TemporaryDirectory() as adapter_dir:
+        model.save_pretrained(adapter_dir)
+        revision = {} if resolved.revision is None else {"revision": resolved.revision}
+        base = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, dtype=torch.bfloat16, **revision)
+        merged = PeftModel.from_pretrained(base, adapter_dir)
+    return save_causal_lm(merged, tokenizer, out)
+
+
+def train_sft(train: pd.DataFrame, validation: pd.DataFrame, template: str, params: SftParams,
+              output_dir: str | Path) -> CausalTrainResult:
+    """Supervised fine-tuning with TRL's ``SFTTrainer``; see ``sft_setup`` for the arguments."""
+    return run_training(sft_setup(train, validation, template, params, output_dir))
+
+
+def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, params: SftParams,
+              output_dir: str | Path) -> TrainingSetup:
+    """Build TRL's ``SFTTrainer`` on rendered prompt/completion pairs (not yet trained).
+
+    Args:
+        train: Example table (``finetune.data.instructions.EXAMPLE_COLUMNS``).
+        validation: Example table for validation (may be empty: no validation, no best-checkpoint selection).
+        template: ``InstructionDataParams.template``.
+        params: Model, method, optimisation, completion-only loss and packing.
+        output_dir: Work folder; the model is saved to ``<output_dir>/model``.
+    """
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    out = Path(output_dir)
+    training = params.training
+    placement = resolve_placement(training.device, training.precision)
+    texts = train["prompt"].tolist() + train["response"].tolist()
+    resolved, model, tokenizer = _load_base(params, placement, out, texts)
+    splits = {"train": render_frame(train, template, tokenizer)}
+    if not validation.empty:
+        splits["validation"] = render_frame(validation, template, tokenizer)
+    tokenization = {
+        name: token_length_stats([len(tokenizer(p + c, add_special_tokens=False)["input_ids"])
+                                  for p, c in zip(frame["prompt"], frame["completion"], strict=True)],
+                                 training.max_length)
+        for name, frame in splits.items()
+    }
+    datasets = {name: Dataset.from_dict({"prompt": f["prompt"].tolist(), "completion": f["completion"].tolist()})
+                for name, f in splits.items()}
+    has_validation = "validation" in datasets
+    if isinstance(params.method, AdaLoraMethod) and params.packing and training.max_steps <= 0:
+        raise ValueError("adalora with packing: set training.max_steps (packed sequence counts are known only later)")
+    prepared = prepare_model(model, params.method, tokenizer_path=resolved.name_or_path,
+                             total_steps=_total_steps(training, len(train)), learning_rate=training.learning_rate,
+                             weight_decay=training.weight_decay)
+    sft = {"max_length": training.max_length, "completion_only_loss": params.completion_only,
+           "packing": params.packing, "dataset_num_proc": None}
+    args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation, sft=sft)
+    trainer = SFTTrainer(
+        model=prepared.model, args=args, train_dataset=datasets["train"], eval_dataset=datasets.get("validation"),
+        processing_class=tokenizer, callbacks=prepared.callbacks + early_stopping_callbacks(training, has_validation),
+        optimizers=(prepared.optimizer, None),
+    )
+    return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization)
+
+
+def group_texts(token_ids: list[list[int]], block_size: int, eos_token_id: int) -> list[list[int]]:
+    """Concatenate documents (each followed by EOS) and cut the stream into full ``block_size`` blocks.
+
+    The remainder shorter than a block is dropped, as in transformers' ``run_clm`` example.
+    """
+    stream = [t for ids in token_ids for t in (*ids, eos_token_id)]
+    usable = len(stream) // block_size * block_size
+    return [stream[i : i + block_size] for i in range(0, usable, block_size)]
+
+
+def train_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, params: CausalLmParams,
+                    output_dir: str | Path) -> CausalTrainResult:
+    """Continued pre-training with transformers' ``Trainer``; see ``causal_lm_setup`` for the arguments."""
+    return run_training(causal_lm_setup(train, validation, params, output_dir))
+
+
+def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: CausalLmParams,
+                    output_dir: str | Path) -> TrainingSetup:
+    """Build transformers' ``Trainer`` on documents packed into ``block_size`` blocks (not yet trained).
+
+    Args:
+        train: Documents (``text`` column).
+        validation: Documents for validation loss (may be empty).
+        params: Model, method, optimisation and block size.
+        output_dir: Work folder; the model is saved to ``<output_dir>/model``.
+    """
+    from datasets import Dataset
+    from transformers import Trainer, default_data_collator
+
+    out = Path(output_dir)
+    training = params.training
+    placement = resolve_placement(training.device, training.precision)
+    resolved, model, tokenizer = _load_base(params, placement, out, train["text"].tolist())
+    block_size = min(params.block_size, getattr(model.config, "max_position_embeddings", params.block_size) or
+                     params.block_size)
+    blocks, tokenization = {}, {}
+    for name, frame in (("train", train), ("validation", validation)):
+        if frame.empty:
+            continue
+        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in frame["text"]]
+        tokenization[name] = token_length_stats([len(x) for x in ids], block_size)
+        blocks[name] = group_texts(ids, block_size, tokenizer.eos_token_id)
+        if not blocks[name]:
+            raise ValueError(f"{name} text has fewer tokens than one block of {block_size}")
+        tokenization[name]["blocks"] = len(blocks[name])
+    # Full blocks need no padding, so labels are a plain copy (a pad-masking collator would also mask GPT-2's EOS,
+    # which doubles as its pad token).
+    datasets = {name: Dataset.from_dict({"input_ids": b, "labels": b}) for name, b in blocks.items()}
+    has_validation = "validation" in datasets
+    prepared = prepare_model(model, params.method, tokenizer_path=resolved.name_or_path,
+                             total_steps=_total_steps(training, len(blocks["train"])),
+                             learning_rate=training.learning_rate, weight_decay=training.weight_decay)
+    args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation)
+    trainer = Trainer(
+        model=prepared.model, args=args, train_dataset=datasets["train"], eval_dataset=datasets.get("validation"),
+        data_collator=default_data_collator, processing_class=tokenizer,
+        callbacks=prepared.callbacks + early_stopping_callbacks(training, has_validation),
+        optimizers=(prepared.optimizer, None),
+    )
+    return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization)
