@@ -1,15 +1,21 @@
 """Ranking pipelines."""
 
-from zenml import pipeline
+from zenml import Model, pipeline
 
 from finetune.params import (
+    CrossEncoderDistillationParams,
     CrossEncoderParams,
     CurriculumParams,
+    DenseEvalParams,
+    DualEncoderDistillationParams,
+    DualEncoderParams,
     MiningParams,
     PromotionParams,
     RankingDataParams,
     RankingEvalParams,
+    RegisteredModel,
     RetrievalParams,
+    TeacherParams,
 )
 from finetune.ranking.curriculum import NEEDS_TRAINED_MODEL, STANDARD
 from steps.data.fingerprint_sources import fingerprint_sources
@@ -17,16 +23,24 @@ from steps.data.load_msmarco import load_msmarco
 from steps.data.mine_hard_negatives import mine_hard_negatives
 from steps.data.retrieve_first_stage import retrieve_first_stage
 from steps.data.score_difficulty import score_difficulty
+from steps.data.score_teacher import score_teacher
 from steps.evaluate.build_curriculum_report import build_curriculum_report
 from steps.evaluate.build_ranking_report import build_ranking_report
+from steps.evaluate.compare_teacher_student import compare_teacher_student
 from steps.evaluate.evaluate_curricula import evaluate_curricula
+from steps.evaluate.evaluate_dual_encoder import evaluate_dual_encoder
 from steps.evaluate.evaluate_reranker import evaluate_reranker
 from steps.evaluate.rerank_candidates import rerank_candidates
 from steps.registry.hooks import discard_model_version_on_failure
+from steps.registry.load_teacher_model import load_teacher_model
 from steps.registry.promote_model import promote_model
+from steps.registry.record_teacher import record_teacher
 from steps.registry.select_best_model import select_best_model
+from steps.train.distill_cross_encoder import distill_cross_encoder
+from steps.train.distill_dual_encoder import distill_dual_encoder
 from steps.train.train_cross_encoder import train_cross_encoder
 from steps.train.train_cross_encoder_curriculum import train_cross_encoder_curriculum
+from steps.train.train_dual_encoder import train_dual_encoder
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
@@ -48,6 +62,92 @@ def cross_encoder_training(
     metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation)
     decision = promote_model(metrics, evaluation, promotion, baseline=retrieval.first_stage)
     build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation)
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def dual_encoder_training(
+    data: RankingDataParams,
+    retrieval: RetrievalParams = RetrievalParams(),
+    mining: MiningParams = MiningParams(),
+    dual_encoder: DualEncoderParams = DualEncoderParams(),
+    dense: DenseEvalParams = DenseEvalParams(),
+    evaluation: RankingEvalParams = RankingEvalParams(),
+    promotion: PromotionParams = PromotionParams(),
+) -> None:
+    """Bi-encoder: in-batch + hard negatives → dense retrieval over the corpus and BM25 reranking → ranx → gate."""
+    fingerprints = fingerprint_sources(data)
+    train_set, eval_set = load_msmarco(data, fingerprints)
+    train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
+    pairs = mine_hard_negatives(train_set, train_run, mining)
+    model_dir, training_log = train_dual_encoder(pairs, dual_encoder)
+    metrics, comparison, stats = evaluate_dual_encoder(model_dir, eval_set, eval_run, evaluation, dense,
+                                                       dual_encoder.training.max_length)
+    decision = promote_model(metrics, evaluation, promotion, baseline=retrieval.first_stage)
+    build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation,
+                         title="Dual-encoder retrieval")
+
+
+def teacher_model_dir(teacher: TeacherParams, train_pairs):
+    """The teacher's model directory as a step input.
+
+    A registered version's ``model_dir`` artifact is resolved when the run starts (a lazy model-artifact input),
+    so the student's run lists the teacher's artifact among its inputs; a model spec is materialised by a step.
+    """
+    if isinstance(teacher.model, RegisteredModel):
+        return Model(name=teacher.model.name, version=teacher.model.version).get_model_artifact("model_dir")
+    return load_teacher_model(teacher, train_pairs)
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def cross_encoder_distillation(
+    data: RankingDataParams,
+    teacher: TeacherParams,
+    retrieval: RetrievalParams = RetrievalParams(),
+    mining: MiningParams = MiningParams(),
+    distillation: CrossEncoderDistillationParams = CrossEncoderDistillationParams(),
+    evaluation: RankingEvalParams = RankingEvalParams(),
+    promotion: PromotionParams = PromotionParams(),
+) -> None:
+    """Teacher scores (once, cached) → smaller cross-encoder student → teacher vs student vs BM25 → gate."""
+    fingerprints = fingerprint_sources(data)
+    train_set, eval_set = load_msmarco(data, fingerprints)
+    train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
+    pairs = mine_hard_negatives(train_set, train_run, mining)
+    teacher_dir = teacher_model_dir(teacher, pairs)
+    record_teacher(teacher_dir, teacher)
+    scores = score_teacher(pairs, teacher_dir, teacher)
+    model_dir, training_log = distill_cross_encoder(scores, teacher_dir, distillation)
+    metrics, comparison, stats = compare_teacher_student(teacher_dir, model_dir, eval_set, eval_run, evaluation,
+                                                         distillation.training.max_length)
+    decision = promote_model(metrics, evaluation, promotion, baseline=retrieval.first_stage)
+    build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation,
+                         title="Cross-encoder distillation")
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def dual_encoder_distillation(
+    data: RankingDataParams,
+    teacher: TeacherParams,
+    retrieval: RetrievalParams = RetrievalParams(),
+    mining: MiningParams = MiningParams(),
+    distillation: DualEncoderDistillationParams = DualEncoderDistillationParams(),
+    evaluation: RankingEvalParams = RankingEvalParams(),
+    promotion: PromotionParams = PromotionParams(),
+) -> None:
+    """Dual- or cross-encoder teacher scores (cached) → smaller bi-encoder student (MarginMSE or KL) → gate."""
+    fingerprints = fingerprint_sources(data)
+    train_set, eval_set = load_msmarco(data, fingerprints)
+    train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
+    pairs = mine_hard_negatives(train_set, train_run, mining)
+    teacher_dir = teacher_model_dir(teacher, pairs)
+    record_teacher(teacher_dir, teacher)
+    scores = score_teacher(pairs, teacher_dir, teacher)
+    model_dir, training_log = distill_dual_encoder(scores, teacher_dir, distillation)
+    metrics, comparison, stats = compare_teacher_student(teacher_dir, model_dir, eval_set, eval_run, evaluation,
+                                                         distillation.student.training.max_length)
+    decision = promote_model(metrics, evaluation, promotion, baseline=retrieval.first_stage)
+    build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation,
+                         title="Dual-encoder distillation")
 
 
 @pipeline(on_failure=discard_model_version_on_failure)

@@ -10,7 +10,8 @@ from zenml.client import Client
 def summary(pipeline_name: str) -> str:
     """Metrics of the latest run (baseline vs candidate), the promotion decision and where the report is."""
     run = Client().get_pipeline(pipeline_name).last_run
-    metrics = run.steps["evaluate_reranker"].outputs["metrics"][0].load()
+    evaluator = next(step for step in run.steps.values() if "metrics" in step.outputs)  # evaluate_reranker, ...
+    metrics = evaluator.outputs["metrics"][0].load()
     decision = run.steps["promote_model"].outputs["promotion_decision"][0].load()
     names = sorted(k for k in metrics if k.startswith("test_"))
     width = max(len(n) for n in names)
