@@ -246,11 +246,16 @@ def generate_responses(
     from transformers import GenerationConfig
 
     limit = _max_length(model)
+    if limit is not None and max_new_tokens >= limit:
+        raise ValueError(f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in the model's {limit} "
+                         "positions")
+    # The model's own stop tokens win: chat models often end turns with a token other than the tokenizer's EOS.
+    model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,
         pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id if model_eos is None else model_eos,
     )
     sides = tokenizer.padding_side, tokenizer.truncation_side
     tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
@@ -260,8 +265,12 @@ def generate_responses(
     try:
         with torch.inference_mode():
             for start in range(0, len(prompts), batch_size):
+                texts = list(prompts[start : start + batch_size])
+                # A chat template already wrote the BOS token into the text; adding it again would double it.
+                templated = bool(tokenizer.bos_token) and all(t.startswith(tokenizer.bos_token) for t in texts)
                 batch = tokenizer(
-                    list(prompts[start : start + batch_size]),
+                    texts,
+                    add_special_tokens=not templated,
                     return_tensors="pt",
                     padding=True,
                     truncation=limit is not None,
@@ -271,8 +280,8 @@ def generate_responses(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], generation_config=config
                 )
                 new = output[:, batch["input_ids"].shape[1] :]
-                texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-                responses.extend(truncate_at_stop(text, stop) for text in texts)
+                decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+                responses.extend(truncate_at_stop(text, stop) for text in decoded)
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = sides
         model.train(was_training)

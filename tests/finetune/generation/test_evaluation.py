@@ -178,6 +178,8 @@ def test_batched_left_padded_generation_is_greedy(which, request):
     batched = generate_responses(model, tokenizer, prompts, max_new_tokens=6, batch_size=3)
     assert batched == [_greedy_by_hand(model, tokenizer, p, 6) for p in prompts]
     assert tokenizer.padding_side == "right"  # restored
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate_responses(model, tokenizer, prompts, max_new_tokens=64)
 
 
 def test_generation_with_a_prompt_tuning_adapter(gpt2_dir):
@@ -270,6 +272,28 @@ def test_multiple_choice_scorer_is_exact_and_ignores_the_prompt(char_tokenizer):
     colon[tok.convert_tokens_to_ids(":")] += torch.randn(len(tok)) * 5
     changed = score_multiple_choice(BigramLM(colon), tok, [question], template)[0]
     assert changed.loglikelihoods != pytest.approx(scores.loglikelihoods, abs=1e-3)
+
+
+def test_multiple_choice_context_starts_like_the_tokenizer_starts_any_text(char_tokenizer):
+    """A tokenizer that puts BOS before every text (Llama) gets BOS before the question, once; the option tokens
+    are still the last ones of each sequence."""
+    from tokenizers.processors import TemplateProcessing
+
+    tok = char_tokenizer.__class__(tokenizer_object=char_tokenizer.backend_tokenizer.__class__.from_str(
+        char_tokenizer.backend_tokenizer.to_str()), eos_token="<eos>", pad_token="<eos>", bos_token="<eos>")
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single="<eos> $A", special_tokens=[("<eos>", 0)])
+    assert tok("ab")["input_ids"] == [0, 1, 2]
+    seen = []
+
+    class Recording(BigramLM):
+        def forward(self, input_ids, attention_mask=None):
+            seen.extend(row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask, strict=True))
+            return super().forward(input_ids, attention_mask)
+
+    question = MultipleChoiceQuestion("q", "ab", ("c", "dd"), ("A", "B"), 0)
+    score_multiple_choice(Recording(torch.zeros(len(tok), len(tok))), tok, [question], "{stem}:")
+    colon, space = tok.convert_tokens_to_ids([":", " "])
+    assert sorted(seen) == sorted([[0, 1, 2, colon, space, 3], [0, 1, 2, colon, space, 4, 4]])  # BOS a b : ␣ option
 
 
 def test_length_normalisation_can_flip_the_choice():
