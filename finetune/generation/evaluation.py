@@ -164,9 +164,10 @@ def perplexity(
 ) -> PerplexityResult:
     """Token-weighted perplexity of texts or pre-tokenized blocks, with a sliding window.
 
-    Texts are tokenized and joined into one stream with the EOS token between them (how causal-LM training packs
-    them); pre-tokenized blocks are scored each on its own. Either way, a sequence longer than ``block_size`` is
-    covered by the sliding window of :func:`sliding_windows`.
+    Texts are tokenized and joined into one stream, each followed by the EOS token, as causal-LM training packs
+    them (``group_texts``): with ``stride == block_size`` the windows are the training blocks, plus the final
+    partial block that training drops. Pre-tokenized blocks are scored each on its own. A sequence longer than
+    ``block_size`` is covered by the sliding window of :func:`sliding_windows`.
 
     Args:
         model: A causal LM (or PEFT model).
@@ -185,11 +186,8 @@ def perplexity(
     if isinstance(data[0], str):
         if tokenizer is None:
             raise ValueError("perplexity of texts needs the tokenizer")
-        separator = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-        stream: list[int] = []
-        for i, ids in enumerate(tokenizer(list(data), add_special_tokens=False)["input_ids"]):
-            stream.extend(separator + ids if i else ids)
-        sequences = [stream]
+        eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+        sequences = [[t for ids in tokenizer(list(data), add_special_tokens=False)["input_ids"] for t in ids + eos]]
     else:
         sequences = [list(block) for block in data]
     block_size = block_size or _max_length(model)

@@ -134,7 +134,7 @@ def test_uniform_model_perplexity_is_the_vocabulary_size(gpt2_dir):
     with torch.no_grad():
         model.lm_head.weight.zero_()
     result = perplexity(model, TEXTS[:3], tokenizer, block_size=16, stride=8)
-    stream = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in TEXTS[:3]) + 2  # + 2 EOS
+    stream = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in TEXTS[:3])  # + EOS each
     assert result.num_tokens == stream - 1
     assert result.perplexity == pytest.approx(model.config.vocab_size, rel=1e-5)
 
