@@ -14,12 +14,14 @@ from finetune.generation.evaluation import (
     choose_shots,
     corpus_bleu,
     encode_pair,
+    evaluation_texts,
     few_shot_mc_prefix,
     few_shot_prefix,
     generate_responses,
     generation_metrics,
     multiple_choice_metrics,
     perplexity,
+    prompts_and_references,
     rouge_scores,
     sample_table,
     score_multiple_choice,
@@ -330,6 +332,22 @@ def test_mc_scores_on_a_real_model_match_its_forward(llama_dir):
             logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
         expected = sum(logp[len(ctx) - 1 + j, t].item() for j, t in enumerate(cont))
         assert ll == pytest.approx(expected, abs=1e-4)
+
+
+def test_example_tables_render_with_the_model_tokenizer(gpt2_dir):
+    """Raw examples are rendered with the template (here the tokenizer's chat template); the reference is the bare
+    answer, and perplexity text is prompt + completion (which ends with EOS)."""
+    import pandas as pd
+
+    from finetune.data.instructions import examples_frame
+
+    _, tokenizer = load_causal_lm(gpt2_dir)
+    frame = examples_frame([("e1", [{"role": "user", "content": "two plus two?"},
+                                    {"role": "assistant", "content": "four"}])])
+    prompts, references = prompts_and_references(frame, "chat", tokenizer)
+    assert prompts == ["<|user|>\ntwo plus two?<|endoftext|>\n<|assistant|>\n"] and references == ["four"]
+    assert evaluation_texts(frame, "chat", tokenizer) == [prompts[0] + "four<|endoftext|>\n"]
+    assert evaluation_texts(pd.DataFrame({"text": ["a b", "c"]}), "chat", tokenizer) == ["a b", "c"]
 
 
 # ------------------------------------------------------------------------------------------------ few-shot
