@@ -214,11 +214,13 @@ class TeacherStudentComparison:
         metrics: Flat ``test_<metric>`` (student), ``<baseline>_test_<metric>``, ``teacher_test_<metric>``,
             p-values, and ``student_teacher_ratio_test_<primary>``.
         stats: docs/s and parameter counts of both, and the student's speed-up.
+        runs: ``student`` and ``teacher`` reranked runs.
     """
 
     comparison: RunComparison
     metrics: dict[str, float]
     stats: dict[str, float]
+    runs: dict[str, Run]
 
 
 def compare_teacher_student(
@@ -266,4 +268,4 @@ def compare_teacher_student(
         "student_num_parameters": float(student[2]),
         "teacher_num_parameters": float(teacher[2]),
     }
-    return TeacherStudentComparison(comparison, metrics, stats)
+    return TeacherStudentComparison(comparison, metrics, stats, {name: r.run for name, r in results.items()})

@@ -23,10 +23,12 @@ def record_teacher(
     context = get_step_context()
     if isinstance(teacher.model, RegisteredModel):
         artifact = context.inputs["teacher_model_dir"][0]
-        links = Client().list_model_version_artifact_links(artifact_version_id=artifact.id, size=10).items
+        client = Client()
+        links = client.list_model_version_artifact_links(artifact_version_id=artifact.id, size=10).items
         lineage.update({"model": teacher.model.name, "requested_version": teacher.model.version,
                         "artifact_version_id": str(artifact.id)})
-        versions = [link.model_version for link in links if link.model_version.model.name == teacher.model.name]
+        versions = [v for v in (client.get_model_version(teacher.model.name, link.model_version) for link in links)
+                    if v.model.name == teacher.model.name]
         if versions:
             lineage.update({"version": versions[0].name, "version_number": versions[0].number})
     else:

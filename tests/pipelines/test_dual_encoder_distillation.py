@@ -1,0 +1,47 @@
+"""dual_encoder_distillation with a model-spec teacher (a tiny bi-encoder) on a throw-away ZenML store."""
+
+import uuid
+
+import pytest
+import yaml
+
+from finetune.data.demo import write_demo_msmarco
+
+pytestmark = pytest.mark.slow
+
+
+def test_spec_teacher_to_half_depth_student(tmp_path, zenml_client):
+    from pipelines.config_check import validate_config
+    from pipelines.ranking import dual_encoder_distillation
+
+    files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)
+    source = {"kind": "msmarco_files", **{k: str(files[k]) for k in ("collection", "queries", "qrels")}}
+    model_name = f"dual_student_{uuid.uuid4().hex[:8]}"
+    config = {"model": {"name": model_name}, "parameters": {
+        "data": {"train": source, "eval_fraction": 0.25, "split_seed": 1},
+        "retrieval": {"k": 12},
+        "mining": {"negatives_per_positive": 2, "depth": 12, "max_positives_per_query": 1},
+        "teacher": {"model": {"kind": "tiny_bert", "vocab_size": 300, "num_layers": 4},
+                    "architecture": "dual_encoder", "max_length": 64},
+        "distillation": {"from_teacher": True, "student": {
+            "loss": "kl", "temperature": 2.0,
+            "training": {"max_steps": 4, "per_device_batch_size": 8, "learning_rate": 1e-3, "max_length": 64,
+                         "logging_steps": 2, "device": "cpu", "precision": "fp32"}}},
+        "evaluation": {"rerank_depth": 12, "metrics": ["ndcg@10"], "relevance_level": 2},
+    }}
+    path = tmp_path / "dual_encoder_distillation.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert validate_config(path) == []
+
+    run = zenml_client.get_pipeline_run(dual_encoder_distillation.with_options(config_path=str(path))().id)
+    assert str(run.status) == "completed"
+    teacher = run.steps["load_teacher_model"].outputs["teacher_model_dir"][0].load()
+    student = run.steps["distill_dual_encoder"].outputs["model_dir"][0].load()
+    assert teacher.kind == student.kind == "dual_encoder"
+    assert student.base_model.endswith("layers [0, 2]") and student.num_parameters < teacher.num_parameters
+    scores = run.steps["score_teacher"].outputs["teacher_scores"][0].load()
+    assert scores["teacher_score"].between(-1.0, 1.0).all()  # cosine similarities of the tiny bi-encoder
+    stats = run.steps["compare_teacher_student"].outputs["rerank_stats"][0].load()
+    assert stats["teacher_num_parameters"] == teacher.num_parameters
+    lineage = zenml_client.get_model_version(model_name, 1).run_metadata["teacher"]
+    assert lineage["model"] == teacher.base_model and lineage["architecture"] == "dual_encoder"
