@@ -125,3 +125,31 @@ def test_a_curriculum_changes_the_order_and_the_seed_matters():
     first = list(CurriculumSampler(difficulties, "linear", 8, 8, seed=0))
     assert max(first[:8]) < 21  # step 0: ⌊0.33 × 64⌋ = 21 easiest rows
     assert first != list(CurriculumSampler(difficulties, "linear", 8, 8, seed=1))
+
+
+def test_the_mixin_drives_a_plain_transformers_trainer_with_gradient_accumulation(tmp_path):
+    """Trainer (and TRL's trainers built on it) take the sampler from ``_get_train_sampler``.
+
+    20 rows whose label is their difficulty rank; batch 2 × accumulation 2, 5 steps → T = 4.5. Step 0 allows
+    ⌊0.33·20⌋ = 6 rows, step 1 ⌊(0.67/4.5 + 0.33)·20⌋ = ⌊9.58⌋ = 9, step 2 ⌊(1.34/4.5 + 0.33)·20⌋ = ⌊12.56⌋ = 12.
+    """
+    import datasets
+    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+
+    from finetune.curriculum import Curriculum, with_curriculum
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16, num_labels=1)
+    rows = datasets.Dataset.from_dict({"input_ids": [[1, 2 + i, 3] for i in range(20)],
+                                       "labels": [float(i) for i in range(20)]})
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, gradient_accumulation_steps=2,
+                             max_steps=5, report_to="none", use_cpu=True, save_strategy="no", disable_tqdm=True)
+    trainer = with_curriculum(Trainer)(model=BertForSequenceClassification(config), args=args, train_dataset=rows,
+                                       curriculum=Curriculum([float(i) for i in range(20)], "linear"))
+    labels = [batch["labels"].tolist() for batch in trainer.get_train_dataloader()]
+    limits = [6, 6, 9, 9, 12, 12]  # two micro-batches per optimizer step
+    assert all(max(batch) < limit for batch, limit in zip(labels, limits, strict=False))
+    assert trainer.curriculum_sampler.total_steps == 5
+    trainer.train()
+    assert trainer.state.global_step == 5
