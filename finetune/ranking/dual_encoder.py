@@ -171,6 +171,9 @@ def prepare_base(
     ``default_every_other`` drops every other layer when ``keep_layers`` is unset (student from a teacher).
     """
     work = Path(workdir)
+    if base_path is not None and (Path(base_path) / "router_config.json").is_file():
+        raise ValueError(f"{base_path}: a two-tower teacher cannot seed a student's towers; "
+                         "set distillation.from_teacher: false and a student.model")
     if base_path is None:
         resolved = resolve_model(params.model, work / "base", texts=texts)
         base_path, description = Path(resolved.name_or_path), resolved.description

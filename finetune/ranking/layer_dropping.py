@@ -60,14 +60,16 @@ def drop_layers(source: str | Path, target: str | Path, keep: Sequence[int] | No
     configs = _weight_configs(source)
     if not configs:
         raise ValueError(f"{source}: no config.json with num_hidden_layers next to a model.safetensors")
-    shutil.copytree(source, target)
-    kept: tuple[int, ...] = ()
-    for config_path in configs:
+    plans = []
+    for config_path in configs:  # check every tower before writing anything
         config = json.loads(config_path.read_text())
         total = int(config["num_hidden_layers"])
         kept = tuple(keep) if keep is not None else every_other_layer(total)
         if not kept or list(kept) != sorted(set(kept)) or kept[0] < 0 or kept[-1] >= total:
             raise ValueError(f"keep_layers {list(kept)}: need strictly increasing indices in 0..{total - 1}")
+        plans.append((config_path, config, kept))
+    shutil.copytree(source, target)
+    for config_path, config, kept in plans:
         renumber = {old: new for new, old in enumerate(kept)}
         weights = load_file(str(config_path.parent / "model.safetensors"))
         out = {}
@@ -81,4 +83,4 @@ def drop_layers(source: str | Path, target: str | Path, keep: Sequence[int] | No
         save_file(out, str(target / relative / "model.safetensors"), metadata={"format": "pt"})
         config["num_hidden_layers"] = len(kept)
         (target / relative / "config.json").write_text(json.dumps(config, indent=2))
-    return kept
+    return plans[-1][2]

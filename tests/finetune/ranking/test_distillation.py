@@ -182,3 +182,19 @@ def test_teacher_against_itself_is_a_tie(dual_teacher):
     assert result.metrics["student_teacher_ratio_test_ndcg@10"] == pytest.approx(1.0)
     assert result.stats["pairs_scored"] == 5.0 and result.stats["docs_per_second"] > 0
     assert result.stats["teacher_num_parameters"] == result.stats["student_num_parameters"] == 100.0
+
+
+def test_distillation_parameters():
+    from pydantic import ValidationError
+
+    from finetune.params import DualEncoderDistillationParams, RegisteredModel, TeacherParams
+
+    teacher = TeacherParams.model_validate({"model": {"kind": "registered", "name": "reranker", "version": "3"}})
+    assert teacher.model == RegisteredModel(name="reranker", version="3")
+    assert TeacherParams.model_validate({"model": {"kind": "registered", "name": "r"}}).model.version == "production"
+    with pytest.raises(ValidationError, match="use 'margin_mse' or 'kl'"):
+        DualEncoderDistillationParams.model_validate({"student": {"loss": "mnrl"}})
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        CrossEncoderDistillationParams.model_validate({"keep_layer": [0]})
+    assert CrossEncoderDistillationParams.model_validate({"student": "teacher", "keep_layers": [0, 2]}).keep_layers \
+        == (0, 2)

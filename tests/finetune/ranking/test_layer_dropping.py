@@ -71,3 +71,21 @@ def test_a_directory_without_bert_weights_is_rejected(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no config.json with num_hidden_layers"):
         drop_layers(tmp_path / "empty", tmp_path / "student", keep=(0,))
+
+
+def test_two_tower_models_lose_layers_in_both_towers(tmp_path):
+    """A Router bi-encoder keeps a config + weights pair per tower; both are cut."""
+    from finetune.params import DualEncoderParams
+    from finetune.ranking.dual_encoder import build_dual_encoder
+
+    base = build_tiny_bert(TinyBertModel(num_layers=4, vocab_size=120), tmp_path / "bert4", TEXTS)
+    build_dual_encoder(base, DualEncoderParams(towers="separate")).save_pretrained(str(tmp_path / "two_towers"))
+    assert drop_layers(tmp_path / "two_towers", tmp_path / "student", keep=(0, 3)) == (0, 3)
+    configs = sorted((tmp_path / "student").rglob("config.json"))
+    layers = {c.parent.name: json.loads(c.read_text()).get("num_hidden_layers") for c in configs}
+    assert {k: v for k, v in layers.items() if v is not None} == {"query_0_Transformer": 2,
+                                                                  "document_0_Transformer": 2}
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="keep_layers"):
+        drop_layers(tmp_path / "two_towers", tmp_path / "bad", keep=(0, 4))
+    assert not (tmp_path / "bad").exists()  # nothing is written when the layer list is wrong
