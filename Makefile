@@ -43,6 +43,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.cross_encoder_dl19
 	$(BIN)/python -m bench.curriculum_dl19
+	$(BIN)/python -m bench.ranking_distillation_dl19
 
 clean:
 	rm -rf .demo_data .pytest_cache
