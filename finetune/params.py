@@ -703,6 +703,31 @@ class CausalLmParams(Params):
         return self
 
 
+class MethodComparisonParams(Params):
+    """Several methods fine-tuned on the same data, from the same base model, with the same optimisation budget."""
+
+    model: CausalModelSpec
+    methods: tuple[MethodSpec, ...] = Field(min_length=2)
+    training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
+    completion_only: bool = True
+    packing: bool = False
+
+    @model_validator(mode="after")
+    def _distinct_methods(self) -> MethodComparisonParams:
+        names = [m.name for m in self.methods]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"methods: each method once (repeated: {repeated})")
+        for method in self.methods:
+            _check_method_and_training(method, self.training)
+        return self
+
+    def sft_params(self, method) -> SftParams:
+        """The SFT parameters of one arm of the comparison."""
+        return SftParams(model=self.model, method=method, training=self.training,
+                         completion_only=self.completion_only, packing=self.packing)
+
+
 # ------------------------------------------------------------------------------------ generation evaluation
 
 

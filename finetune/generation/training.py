@@ -210,6 +210,19 @@ class TrainingSetup:
     tokenization: dict
 
 
+def check_positions(model, method, sequence_length: int) -> None:
+    """Fail early when a sequence plus a prompt-learning method's virtual tokens exceeds the model's positions.
+
+    Raises:
+        ValueError: ``sequence_length + num_virtual_tokens`` is larger than ``max_position_embeddings``.
+    """
+    virtual = getattr(method, "num_virtual_tokens", 0)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if virtual and positions and sequence_length + virtual > positions:
+        raise ValueError(f"{method.name}: {sequence_length} tokens + {virtual} virtual tokens exceed the model's "
+                         f"{positions} positions; lower training.max_length (or block_size) to {positions - virtual}")
+
+
 def run_training(setup: TrainingSetup) -> CausalTrainResult:
     """Train, measure (memory, time, tokens/s, validation loss of the kept model) and save to ``<output_dir>/model``."""
     trainer, prepared, placement, params = setup.trainer, setup.prepared, setup.placement, setup.params
@@ -277,6 +290,7 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
     placement = resolve_placement(training.device, training.precision)
     texts = train["prompt"].tolist() + train["response"].tolist()
     resolved, model, tokenizer = _load_base(params, placement, out, texts)
+    check_positions(model, params.method, training.max_length)
     splits = {"train": render_frame(train, template, tokenizer)}
     if not validation.empty:
         splits["validation"] = render_frame(validation, template, tokenizer)
@@ -340,6 +354,7 @@ def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: Causa
     resolved, model, tokenizer = _load_base(params, placement, out, train["text"].tolist())
     block_size = min(params.block_size, getattr(model.config, "max_position_embeddings", params.block_size) or
                      params.block_size)
+    check_positions(model, params.method, block_size)
     blocks, tokenization = {}, {}
     for name, frame in (("train", train), ("validation", validation)):
         if frame.empty:

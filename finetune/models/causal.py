@@ -135,6 +135,30 @@ def resolve_causal_model(
                                           f"seed={spec.seed}")
 
 
+def base_model_directory(
+    spec: HubModel | LocalModel | TinyGpt2Model | TinyLlamaModel,
+    workdir: str | Path,
+    texts: Iterable[str] | None = None,
+) -> tuple[Path, str]:
+    """A local directory holding the starting model, so training and baselines read the same files.
+
+    Tiny models are built under ``workdir``; local paths are used as they are; hub models are fetched at their pinned
+    revision with ``snapshot_download`` (weights in safetensors, config and tokenizer files; the local cache serves
+    offline runs).
+
+    Returns:
+        ``(directory, one-line description)``.
+    """
+    resolved = resolve_causal_model(spec, workdir, texts)
+    if not isinstance(spec, HubModel):
+        return Path(resolved.name_or_path), resolved.description
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+    path = snapshot_download(spec.id, revision=spec.revision, allow_patterns=patterns)
+    return Path(path), resolved.description
+
+
 def lora_target_modules(model_type: str) -> list[str]:
     """LoRA target module names for an architecture (``config.model_type``).
 

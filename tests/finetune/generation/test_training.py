@@ -150,3 +150,13 @@ def test_token_length_stats_golden():
     2 of 10 longer than 8."""
     stats = token_length_stats(list(range(10, 0, -1)), 8)
     assert stats == {"count": 10, "mean": 5.5, "p50": 6, "p95": 10, "max": 10, "truncated_fraction": 0.2}
+
+
+def test_virtual_tokens_must_fit_in_the_positions(demo, tmp_path):
+    train, validation, template = demo
+    params = SftParams(model={"kind": "tiny_gpt2", "max_position_embeddings": 64},
+                       method={"name": "prompt_tuning", "num_virtual_tokens": 8},
+                       training={**TRAINING, "max_steps": 1, "max_length": 60})
+    with pytest.raises(ValueError, match="60 tokens \\+ 8 virtual tokens exceed the model's 64 positions; lower "
+                                         "training.max_length \\(or block_size\\) to 56"):
+        sft_setup(train, validation, template, params, tmp_path)

@@ -1,0 +1,109 @@
+"""Generation pipelines: supervised fine-tuning, continued pre-training and a comparison of fine-tuning methods."""
+
+from zenml import pipeline
+
+from finetune.params import (
+    CausalLmParams,
+    GenerationEvalParams,
+    InstructionDataParams,
+    MethodComparisonParams,
+    MultipleChoiceDataParams,
+    PromotionParams,
+    SftParams,
+    TextDataParams,
+)
+from steps.data.fingerprint_instructions import fingerprint_instructions
+from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
+from steps.data.fingerprint_text_corpus import fingerprint_text_corpus
+from steps.data.load_instructions import load_instructions
+from steps.data.load_multiple_choice import load_multiple_choice
+from steps.data.load_text_corpus import load_text_corpus
+from steps.evaluate.build_causal_lm_report import build_causal_lm_report
+from steps.evaluate.build_generation_report import build_generation_report
+from steps.evaluate.build_method_comparison_report import build_method_comparison_report
+from steps.evaluate.collect_method_result import collect_method_result
+from steps.evaluate.evaluate_generations import evaluate_generations
+from steps.evaluate.evaluate_multiple_choice import evaluate_multiple_choice
+from steps.evaluate.evaluate_perplexity import evaluate_perplexity
+from steps.evaluate.few_shot_baseline import few_shot_baseline
+from steps.registry.hooks import discard_model_version_on_failure
+from steps.registry.log_model_metrics import log_model_metrics
+from steps.registry.promote_generation_model import promote_generation_model
+from steps.train.prepare_causal_lm import prepare_causal_lm
+from steps.train.train_causal_lm_model import train_causal_lm_model
+from steps.train.train_sft_model import train_sft_model
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def sft_training(
+    data: InstructionDataParams,
+    sft: SftParams,
+    evaluation: GenerationEvalParams = GenerationEvalParams(),
+    mc_data: MultipleChoiceDataParams | None = None,
+    promotion: PromotionParams = PromotionParams(),
+    primary_metric: str = "test_rougeL",
+) -> None:
+    """SFT: prompt/response data → base model → SFTTrainer with the configured method → perplexity, ROUGE/BLEU,
+    multiple choice and a few-shot baseline of the untrained model → promotion gate → HTML report."""
+    fingerprints = fingerprint_instructions(data)
+    train, validation, test = load_instructions(data, fingerprints)
+    base_model_dir = prepare_causal_lm(sft.model, train, quantize_4bit=sft.method.name == "qlora")
+    model_dir, training_log, training_stats = train_sft_model(base_model_dir, train, validation, sft, data.template)
+    perplexity = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
+    metrics, samples = evaluate_generations(model_dir, test, evaluation, template=data.template)
+    mc_train = mc_test = mc_metrics = None
+    if mc_data is not None:
+        mc_train, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
+        mc_metrics = evaluate_multiple_choice(model_dir, mc_test, evaluation)
+    few_shot, few_shot_samples = few_shot_baseline(base_model_dir, train, test, evaluation, mc_train, mc_test,
+                                                   template=data.template)
+    promote_generation_model(metrics, few_shot, promotion, primary_metric, other_metrics=perplexity)
+    build_generation_report(metrics, samples, evaluation, perplexity, mc_metrics, few_shot, few_shot_samples,
+                            training_log, title=f"SFT ({sft.method.name})")
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def causal_lm_training(
+    data: TextDataParams,
+    causal_lm: CausalLmParams,
+    evaluation: GenerationEvalParams = GenerationEvalParams(),
+) -> None:
+    """Continued pre-training: text corpus split by document → base model → Trainer on packed blocks → held-out
+    perplexity of the base and the trained model → metrics on the model version → HTML report."""
+    fingerprints = fingerprint_text_corpus(data)
+    train, validation, test = load_text_corpus(data, fingerprints)
+    base_model_dir = prepare_causal_lm(causal_lm.model, train, quantize_4bit=causal_lm.method.name == "qlora")
+    before = evaluate_perplexity(base_model_dir, test, evaluation, split="base_test", id="evaluate_base_perplexity")
+    model_dir, training_log, training_stats = train_causal_lm_model(base_model_dir, train, validation, causal_lm)
+    after = evaluate_perplexity(model_dir, test, evaluation)
+    log_model_metrics(after, before, training_stats)
+    build_causal_lm_report(before, after, training_stats, training_log)
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def method_comparison(
+    data: InstructionDataParams,
+    comparison: MethodComparisonParams,
+    evaluation: GenerationEvalParams = GenerationEvalParams(),
+    mc_data: MultipleChoiceDataParams | None = None,
+) -> None:
+    """Every configured method fine-tunes the same base model on the same data and budget; each is evaluated the
+    same way, and one table and chart compare trainable parameters, memory, time, tokens/s, loss and metrics."""
+    fingerprints = fingerprint_instructions(data)
+    train, validation, test = load_instructions(data, fingerprints)
+    quantize = any(m.name == "qlora" for m in comparison.methods)
+    base_model_dir = prepare_causal_lm(comparison.model, train, quantize_4bit=quantize)
+    mc_test = None
+    if mc_data is not None:
+        _, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
+    results = None
+    for method in comparison.methods:
+        name = method.name
+        model_dir, _, stats = train_sft_model(base_model_dir, train, validation, comparison.sft_params(method),
+                                              data.template, id=f"train_{name}")
+        perplexity = evaluate_perplexity(model_dir, test, evaluation, template=data.template, id=f"perplexity_{name}")
+        metrics, _ = evaluate_generations(model_dir, test, evaluation, template=data.template, id=f"generate_{name}")
+        mc_metrics = None if mc_test is None else evaluate_multiple_choice(model_dir, mc_test, evaluation,
+                                                                           id=f"multiple_choice_{name}")
+        results = collect_method_result(name, stats, perplexity, metrics, mc_metrics, results, id=f"collect_{name}")
+    build_method_comparison_report(results)

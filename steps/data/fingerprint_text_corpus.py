@@ -1,0 +1,15 @@
+from typing import Annotated
+
+from zenml import step
+
+from finetune.data.text import fingerprint_text
+from finetune.params import TextDataParams
+from steps.metadata import record
+
+
+@step(enable_cache=False)
+def fingerprint_text_corpus(data: TextDataParams) -> Annotated[dict[str, str], "source_fingerprints"]:
+    """sha256 of every text file (written first for the demo); never cached, so edits are always seen."""
+    digests = fingerprint_text(data)
+    record({"fingerprints": digests})
+    return digests
