@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.cross_encoder_dl19
 	$(BIN)/python -m bench.curriculum_dl19
 	$(BIN)/python -m bench.ranking_distillation_dl19
+	$(BIN)/python -m bench.generation_wikitext
 
 clean:
 	rm -rf .demo_data .pytest_cache

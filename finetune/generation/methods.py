@@ -69,7 +69,8 @@ def freeze_layers(model: torch.nn.Module, method: LayerFreezingMethod) -> list[s
         Names of the frozen parameters.
 
     Raises:
-        ValueError: ``freeze_first_k`` is larger than the number of blocks, or a pattern matches nothing.
+        ValueError: ``freeze_first_k`` is larger than the number of blocks, a pattern matches nothing, or nothing but
+            the final norm would train (with tied embeddings, freezing every block and the embeddings does that).
     """
     prefix, blocks = transformer_blocks(model)
     if method.freeze_first_k > len(blocks):
@@ -88,6 +89,10 @@ def freeze_layers(model: torch.nn.Module, method: LayerFreezingMethod) -> list[s
     unmatched = [p for p, hit in matched.items() if not hit]
     if unmatched:
         raise ValueError(f"freeze_patterns {unmatched} match no parameter name (e.g. '{prefix}.0.')")
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    if all(".ln_f." in n or ".norm." in n or n.startswith("model.norm") for n in trainable):
+        raise ValueError(f"layer_freezing leaves only {trainable or 'nothing'} trainable (freeze_first_k "
+                         f"{method.freeze_first_k} of {len(blocks)} blocks); freeze fewer blocks")
     return frozen
 
 

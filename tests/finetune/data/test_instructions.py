@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from finetune.data.demo_text import write_demo_instructions
@@ -109,3 +110,17 @@ def test_render_with_text_template_and_chat_template(tmp_path):
 def test_params_reject_template_without_placeholder(tmp_path):
     with pytest.raises(ValueError, match="template: needs a '{prompt}' placeholder"):
         InstructionDataParams(source=InstructionFile(path=tmp_path / "x.jsonl"), template="no placeholder")
+
+
+def test_hub_instructions_loader_reads_a_dataset_directory(tmp_path):
+    """The hub path through ``datasets.load_dataset`` (a local dataset folder stands in for a hub repo offline)."""
+    from finetune.params import HubInstructions
+
+    folder = tmp_path / "alpaca"
+    folder.mkdir()
+    rows = [{"instruction": f"say {i}", "input": "", "output": str(i)} for i in range(10)]
+    (folder / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    params = InstructionDataParams(source=HubInstructions(dataset=str(folder), revision="main"),
+                                   validation_fraction=0.1, test_fraction=0.1)
+    train, val, test = load_instruction_data(params)
+    assert len(train) == 8 and sorted(pd.concat([train, val, test])["response"]) == sorted(str(i) for i in range(10))

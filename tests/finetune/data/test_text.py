@@ -54,3 +54,20 @@ def test_demo_corpus_is_deterministic(tmp_path):
     a = write_demo_corpus(tmp_path / "a", 5, seed=2).read_bytes()
     b = write_demo_corpus(tmp_path / "b", 5, seed=2).read_bytes()
     assert a == b != write_demo_corpus(tmp_path / "c", 5, seed=0).read_bytes()
+
+
+def test_hub_text_loader_reads_a_dataset_directory(tmp_path):
+    """The hub path through ``datasets.load_dataset`` (a local dataset folder stands in for a hub repo offline)."""
+    from finetune.params import HubText
+
+    folder = tmp_path / "wiki"
+    folder.mkdir()
+    lines = [" = Alpha = ", " alpha text . ", " = Beta = ", " beta text . ", " = Gamma = ", " gamma . "]
+    (folder / "train.jsonl").write_text("\n".join(f'{{"text": "{line}"}}' for line in lines) + "\n")
+    params = TextDataParams(source=HubText(dataset=str(folder), config=None, revision="main"),
+                            validation_fraction=0.0, test_fraction=0.0)
+    train, _, _ = load_text_data(params)
+    assert sorted(train["text"]) == ["= Alpha = \n alpha text .", "= Beta = \n beta text .", "= Gamma = \n gamma ."]
+    bad = TextDataParams(source=HubText(dataset=str(folder), config=None, revision="main", text_field="body"))
+    with pytest.raises(ValueError, match="no column 'body'"):
+        load_text_data(bad)

@@ -96,6 +96,9 @@ def test_layer_freezing_rejects_impossible_requests(demo, tmp_path):
         _setup(demo, tmp_path, {"name": "layer_freezing", "freeze_first_k": 9})
     with pytest.raises(ValueError, match=r"freeze_patterns \['nothing_like_this'\] match no parameter"):
         _setup(demo, tmp_path, {"name": "layer_freezing", "freeze_patterns": ["nothing_like_this"]})
+    # GPT-2 ties its LM head to the frozen embeddings: all 4 blocks frozen would leave only the final norm.
+    with pytest.raises(ValueError, match=r"leaves only \['transformer.ln_f.weight', 'transformer.ln_f.bias'\]"):
+        _setup(demo, tmp_path, {"name": "layer_freezing", "freeze_first_k": 4})
 
 
 def test_unfreezing_groups_order_head_top_down_embeddings_last(demo, tmp_path):

@@ -1,0 +1,31 @@
+import pytest
+
+from finetune.generation.reports import causal_lm_report, method_comparison_report, method_row
+
+
+def test_method_row_merges_stats_and_metrics():
+    """8,192 of 254,848 parameters trainable = 3.2145 %."""
+    stats = {"method": "lora", "trainable_parameters": 8192, "total_parameters": 254848, "peak_memory_mb": 11.2,
+             "train_seconds": 7.4, "tokens_per_second": 6944.0, "validation_loss": 6.17, "steps": 80,
+             "train_tokens": 51000}
+    row = method_row("lora", stats, {"test_perplexity": 581.9}, {"test_rougeL": 0.1}, None)
+    assert row["method"] == "lora" and "train_tokens" not in row
+    assert row["test_perplexity"] == 581.9 and row["test_rougeL"] == 0.1
+    assert row["trainable_percent"] == pytest.approx(3.2145, abs=1e-4)
+
+
+def test_comparison_report_has_a_row_per_method_and_the_charts():
+    rows = [method_row(name, {"trainable_parameters": n, "total_parameters": 1000, "validation_loss": loss},
+                       {"test_rougeL": rouge})
+            for name, n, loss, rouge in (("full", 1000, 2.0, 0.4), ("lora", 10, 3.0, 0.2), ("<b>x</b>", 5, 4.0, 0.1))]
+    html = method_comparison_report(rows, {"base model": "tiny"})
+    assert html.count("<tr>") == 3 + 1 + 1 + 1  # 3 methods + header, setup header + 1 setting
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html  # names are escaped
+    assert html.count("data:image/png;base64,") == 1
+
+
+def test_causal_lm_report_shows_before_and_after():
+    log = [{"step": 10, "loss": 5.0}, {"step": 20, "loss": 4.0}, {"step": 20, "eval_loss": 4.2}]
+    html = causal_lm_report({"base_test_perplexity": 600.0, "base_test_nll": 6.4},
+                            {"test_perplexity": 28.4, "test_nll": 3.35}, {"steps": 20}, log)
+    assert "600.0000" in html and "28.4000" in html and "data:image/png;base64," in html
