@@ -220,7 +220,12 @@ def render_example(messages: list[dict[str, str]], template: str, tokenizer) -> 
         full = tokenizer.apply_chat_template(messages, tokenize=False)
         if not full.startswith(prompt):
             raise ValueError("template 'chat': the rendered prompt is not a prefix of the rendered conversation")
-        return prompt, full[len(prompt):]
+        completion = full[len(prompt):]
+        # Templates that put a newline after the end-of-turn token (ChatML-style) would make TRL append a second
+        # EOS after it; the answer ends at the EOS.
+        if completion.rstrip().endswith(tokenizer.eos_token):
+            completion = completion.rstrip()
+        return prompt, completion
     if len(messages) != 2:
         raise ValueError(f"a text template renders one user turn and one answer; this example has {len(messages)} "
                          "turns (use template: chat)")

@@ -243,13 +243,14 @@ def run_training(setup: TrainingSetup) -> CausalTrainResult:
     if setup.has_validation:
         loss = trainer.evaluate()["eval_loss"]
         stats.update(validation_loss=round(loss, 4), validation_perplexity=round(math.exp(min(loss, 50.0)), 3))
-    model_dir = _save(trainer.model, setup.tokenizer, setup.output_dir / "model", setup.resolved, params)
+    model_dir = save_trained_model(trainer.model, setup.tokenizer, setup.output_dir / "model", setup.resolved, params)
     history = prepared.unfreezing.history if prepared.unfreezing else []
     return CausalTrainResult(model_dir, list(trainer.state.log_history), stats, setup.tokenization,
                              setup.resolved.description, history)
 
 
-def _save(model, tokenizer, out: Path, resolved, params) -> Path:
+def save_trained_model(model, tokenizer, out: Path, resolved, params: SftParams | CausalLmParams) -> Path:
+    """Save a trained model with ``save_causal_lm``; a QLoRA adapter is first merged into a bf16 copy of the base."""
     if not isinstance(params.method, QLoraMethod):
         return save_causal_lm(model, tokenizer, out)
     # A LoRA adapter trained on a 4-bit base is merged into a full-precision copy of the base, not into 4-bit weights.

@@ -102,7 +102,7 @@ def test_render_with_text_template_and_chat_template(tmp_path):
     assert render_example(turns, "Q: {prompt}\nA: ", tok) == ("Q: 2+2?\nA: ", "4<|endoftext|>")
     prompt, completion = render_example([{"role": "system", "content": "brief"}] + turns, "chat", tok)
     assert prompt == "<|system|>\nbrief<|endoftext|>\n<|user|>\n2+2?<|endoftext|>\n<|assistant|>\n"
-    assert completion == "4<|endoftext|>\n"
+    assert completion == "4<|endoftext|>"  # the template's trailing newline after EOS is dropped
     with pytest.raises(ValueError, match="3 turns.*template: chat"):
         render_example([{"role": "system", "content": "brief"}] + turns, "Q: {prompt}", tok)
 

@@ -156,3 +156,18 @@ def test_adalora_budget_reaches_target_rank(demo, tmp_path):
     run_training(setup)
     assert len(config.rank_pattern) == 4
     assert sum(sum(kept) for kept in config.rank_pattern.values()) == 8
+
+
+@pytest.mark.gpu
+def test_qlora_trains_adapters_on_a_4bit_base_and_saves_merged(demo, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    setup = _setup(demo, tmp_path, {"name": "qlora", "r": 4}, "tiny_llama", device="cuda", precision="auto")
+    assert any("4bit" in type(m).__name__ for m in setup.trainer.model.modules())
+    before = _snapshot(setup.trainer.model)
+    trainable = {n for n, (_, grad) in before.items() if grad}
+    result, changed = _train(setup)
+    assert trainable and all("lora_" in n for n in trainable) and changed == trainable
+    merged, tok = load_causal_lm(result.model_dir)
+    assert not (result.model_dir / "adapter_config.json").exists()
+    with torch.no_grad():
+        merged(**tok("What is 2 plus 2?", return_tensors="pt"))
