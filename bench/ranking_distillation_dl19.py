@@ -13,12 +13,18 @@ other, so every query is scored by models that never saw it. Per fold:
   evaluated like the zero-shot model both as a reranker of the BM25 top-100 and as dense retrieval over the
   4,297 shipped passages.
 
-Run: ``python -m bench.ranking_distillation_dl19`` (needs ../shared/evaldata).
+Throughput does not depend on the weights, only on the architecture, so ``--throughput`` measures it alone: the
+teacher and its untrained 3-layer copy rerank half B's 22 queries' BM25 top-100 (2,200 pairs) in turn,
+``--repeats`` times, interleaved so that load from other processes hits both alike; the median docs/s is reported.
+
+Run: ``python -m bench.ranking_distillation_dl19 [--throughput]`` (needs ../shared/evaldata).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -48,6 +54,46 @@ from finetune.ranking.metrics import compare_runs
 DISTILL_CONFIG = Path("configs/dual_encoder_distillation_dl19.yaml")
 DUAL_CONFIG = Path("configs/dual_encoder_training_dl19.yaml")
 RESULTS = Path("bench/results/ranking_distillation_dl19.json")
+THROUGHPUT_RESULTS = Path("bench/results/ranking_distillation_dl19_throughput.json")
+
+
+def measure_throughput(models: dict[str, Path], data, first_stage, depth: int, batch_size: int, max_length: int,
+                       repeats: int) -> dict[str, dict]:
+    """Median docs/s of each model reranking ``first_stage``'s top ``depth``, runs interleaved model by model."""
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, path in models.items():
+            result = rerank_dual(path, data, first_stage, depth, batch_size, max_length=max_length)
+            samples[name].append(result.docs_per_second)
+    return {name: {"median_docs_per_second": round(statistics.median(values), 1),
+                   "samples": [round(v, 1) for v in values], "pairs": sum(len(r) for r in first_stage.values())}
+            for name, values in samples.items()}
+
+
+def throughput_only(repeats: int) -> int:
+    """Teacher vs its 3-layer copy on the 22 queries of half B, top-100 each (weights do not change speed)."""
+    distill = yaml.safe_load(DISTILL_CONFIG.read_text())["parameters"]
+    data = RankingDataParams.model_validate(distill["data"])
+    teacher = TeacherParams.model_validate(distill["teacher"])
+    distillation = DualEncoderDistillationParams.model_validate(distill["distillation"])
+    evaluation = RankingEvalParams(**distill["evaluation"])
+    half_a, half_b = load_ranking_data(data)
+    _, run_b = first_stage_runs(half_a, half_b, RetrievalParams(**distill["retrieval"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher_dir, _, teacher_parameters = save_teacher(teacher.model, teacher.architecture, Path(tmp) / "t", [])
+        kept = drop_layers(teacher_dir, Path(tmp) / "student", distillation.student.keep_layers)
+        student_parameters = sum(p.numel() for p in load_dual_encoder(Path(tmp) / "student").parameters())
+        measured = measure_throughput({"teacher_6l": teacher_dir, "student_3l": Path(tmp) / "student"}, half_b,
+                                      run_b.scores, evaluation.rerank_depth,
+                                      evaluation.batch_size, distillation.student.training.max_length, repeats)
+    out = {"machine": machine(), "config": str(DISTILL_CONFIG), "kept_layers": list(kept),
+           "teacher_num_parameters": teacher_parameters, "student_num_parameters": student_parameters,
+           "repeats": repeats, **measured,
+           "speedup": round(measured["student_3l"]["median_docs_per_second"]
+                            / measured["teacher_6l"]["median_docs_per_second"], 3)}
+    THROUGHPUT_RESULTS.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+    return 0
 
 
 def main() -> int:
@@ -140,4 +186,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--throughput", action="store_true", help="only measure teacher vs 3-layer docs/s")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    sys.exit(throughput_only(args.repeats) if args.throughput else main())
