@@ -77,14 +77,19 @@ def main() -> int:
             train_seconds = time.perf_counter() - start
             result = rerank(trained.model_dir, eval_set, eval_run.scores, depth=evaluation.rerank_depth,
                             batch_size=evaluation.batch_size, max_length=model.training.max_length)
+        zero_shot = bi_encoder_rerank(resolve_model(model.model, ".").name_or_path, eval_set, eval_run.scores,
+                                      evaluation.rerank_depth)
+        fold_runs = {"bm25": eval_run.scores, "bi_encoder_zero_shot": zero_shot, "cross_encoder": result.run}
+        fold_means = compare_runs(eval_set.qrels, fold_runs, list(evaluation.metrics), "bm25",
+                                  relevance_level=evaluation.relevance_level).means
         reranked.update(result.run)
-        bi_encoder.update(bi_encoder_rerank(resolve_model(model.model, ".").name_or_path, eval_set, eval_run.scores,
-                                            evaluation.rerank_depth))
+        bi_encoder.update(zero_shot)
         bm25.update(eval_run.scores)  # the same top-k the reranker saw, so recall@k is equal by construction
         folds.append({
             "train_queries": len(train_set.queries), "eval_queries": len(eval_set.queries),
             "train_pairs": len(pairs), "train_seconds": round(train_seconds, 1),
             "final_loss": trained.log_history[-1]["loss"], "docs_per_second": round(result.docs_per_second, 1),
+            "means": fold_means,
         })
         print(json.dumps(folds[-1]), flush=True)
     qrels = {**half_a.qrels, **half_b.qrels}
