@@ -336,7 +336,8 @@ def test_mc_scores_on_a_real_model_match_its_forward(llama_dir):
 
 def test_example_tables_render_with_the_model_tokenizer(gpt2_dir):
     """Raw examples are rendered with the template (here the tokenizer's chat template); the reference is the bare
-    answer, and perplexity text is prompt + completion (which ends with EOS)."""
+    answer, and perplexity text is prompt + completion, which ends at the EOS: the newline the chat template puts
+    after the end-of-turn token is dropped so that TRL does not append a second EOS."""
     import pandas as pd
 
     from finetune.data.instructions import examples_frame
@@ -346,7 +347,7 @@ def test_example_tables_render_with_the_model_tokenizer(gpt2_dir):
                                     {"role": "assistant", "content": "four"}])])
     prompts, references = prompts_and_references(frame, "chat", tokenizer)
     assert prompts == ["<|user|>\ntwo plus two?<|endoftext|>\n<|assistant|>\n"] and references == ["four"]
-    assert evaluation_texts(frame, "chat", tokenizer) == [prompts[0] + "four<|endoftext|>\n"]
+    assert evaluation_texts(frame, "chat", tokenizer) == [prompts[0] + "four<|endoftext|>"]
     assert evaluation_texts(pd.DataFrame({"text": ["a b", "c"]}), "chat", tokenizer) == ["a b", "c"]
 
 
