@@ -30,6 +30,7 @@ from finetune.params import (
     QLoraMethod,
     SftParams,
 )
+from finetune.training import common_training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -44,25 +45,8 @@ def to_training_arguments(params: GenerationTrainingParams, output_dir: str | Pa
     from transformers import TrainingArguments
 
     kwargs = dict(
-        output_dir=str(output_dir),
-        num_train_epochs=params.epochs,
-        max_steps=params.max_steps,
-        per_device_train_batch_size=params.per_device_batch_size,
+        **common_training_arguments(params, output_dir, placement),
         per_device_eval_batch_size=params.per_device_eval_batch_size,
-        gradient_accumulation_steps=params.gradient_accumulation_steps,
-        learning_rate=params.learning_rate,
-        warmup_steps=params.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
-        weight_decay=params.weight_decay,
-        lr_scheduler_type=params.lr_scheduler,
-        logging_steps=params.logging_steps,
-        seed=params.seed,
-        data_seed=params.seed,
-        bf16=placement.bf16,
-        fp16=placement.fp16,
-        use_cpu=placement.use_cpu,
-        report_to="none",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         gradient_checkpointing=params.gradient_checkpointing,
     )

@@ -19,6 +19,7 @@ from finetune.data.types import RankingSet, Run
 from finetune.device import Placement, resolve_placement
 from finetune.models.sources import count_parameters, resolve_model
 from finetune.params import CrossEncoderParams, MiningParams, TrainingParams
+from finetune.training import common_training_arguments, train_and_save
 
 if TYPE_CHECKING:
     from finetune.curriculum import QueryCurriculum
@@ -156,25 +157,7 @@ def to_training_arguments(params: TrainingParams, output_dir: str | Path, placem
     from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
 
     return CrossEncoderTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=params.epochs,
-        max_steps=params.max_steps,
-        per_device_train_batch_size=params.per_device_batch_size,
-        gradient_accumulation_steps=params.gradient_accumulation_steps,
-        learning_rate=params.learning_rate,
-        warmup_steps=params.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
-        weight_decay=params.weight_decay,
-        lr_scheduler_type=params.lr_scheduler,
-        logging_steps=params.logging_steps,
-        seed=params.seed,
-        data_seed=params.seed,
-        bf16=placement.bf16,
-        fp16=placement.fp16,
-        use_cpu=placement.use_cpu,
-        save_strategy="no",
-        report_to="none",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
+        **common_training_arguments(params, output_dir, placement), save_strategy="no"
     )
 
 
@@ -236,18 +219,8 @@ def train_cross_encoder(
         loss=build_loss(model, params.loss, pairs),
         **extra,
     )
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
     model_dir = out / "model"
-    model.save_pretrained(str(model_dir))
-    history = [
-        {k: float(v) for k, v in entry.items() if k in ("step", "loss", "grad_norm", "learning_rate", "epoch")}
-        for entry in trainer.state.log_history
-        if "loss" in entry
-    ]
-    for entry, raw in zip(history, (e for e in trainer.state.log_history if "loss" in e), strict=True):
-        entry["step"] = int(raw["step"])
+    seconds, history = train_and_save(trainer, model, model_dir)
     return TrainResult(
         model_dir=model_dir,
         log_history=history,

@@ -26,6 +26,7 @@ from finetune.ranking.cross_encoder import RerankResult, TrainResult
 from finetune.ranking.evaluation import comparison_metrics, metric_key
 from finetune.ranking.layer_dropping import drop_layers
 from finetune.ranking.metrics import RunComparison, compare_runs
+from finetune.training import train_and_save
 
 ARCHITECTURES = ("cross_encoder", "dual_encoder")
 
@@ -178,16 +179,8 @@ def train_cross_encoder_student(
         train_dataset=dataset,
         loss=cross_encoder_loss(model, params.loss),
     )
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
     model_dir = out / "model"
-    model.save_pretrained(str(model_dir))
-    history = [
-        {k: (int(v) if k == "step" else float(v)) for k, v in entry.items()
-         if k in ("step", "loss", "grad_norm", "learning_rate", "epoch")}
-        for entry in trainer.state.log_history if "loss" in entry
-    ]
+    seconds, history = train_and_save(trainer, model, model_dir)
     return TrainResult(model_dir=model_dir, log_history=history, num_parameters=count_parameters(model),
                        train_seconds=seconds, train_examples=len(dataset), base_model=description,
                        device=f"{placement.device}/{placement.precision}")

@@ -25,6 +25,7 @@ from finetune.ranking.dense_search import search
 from finetune.ranking.evaluation import comparison_metrics, metric_key
 from finetune.ranking.layer_dropping import drop_layers
 from finetune.ranking.metrics import RunComparison, compare_runs
+from finetune.training import common_training_arguments, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -124,27 +125,10 @@ def to_training_arguments(
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     return SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=params.epochs,
-        max_steps=params.max_steps,
-        per_device_train_batch_size=params.per_device_batch_size,
-        gradient_accumulation_steps=params.gradient_accumulation_steps,
-        learning_rate=params.learning_rate,
-        warmup_steps=params.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
-        weight_decay=params.weight_decay,
-        lr_scheduler_type=params.lr_scheduler,
-        logging_steps=params.logging_steps,
-        seed=params.seed,
-        data_seed=params.seed,
-        bf16=placement.bf16,
-        fp16=placement.fp16,
-        use_cpu=placement.use_cpu,
+        **common_training_arguments(params, output_dir, placement),
         batch_sampler="no_duplicates",
         router_mapping=router_mapping or {},
         save_strategy="no",
-        report_to="none",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
     )
 
 
@@ -223,16 +207,8 @@ def train_dual_encoder(
         train_dataset=dataset,
         loss=build_loss(model, params),
     )
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
     model_dir = out / "model"
-    model.save_pretrained(str(model_dir))
-    history = [
-        {k: (int(v) if k == "step" else float(v)) for k, v in entry.items()
-         if k in ("step", "loss", "grad_norm", "learning_rate", "epoch")}
-        for entry in trainer.state.log_history if "loss" in entry
-    ]
+    seconds, history = train_and_save(trainer, model, model_dir)
     return DualTrainResult(
         model_dir=model_dir,
         log_history=history,
