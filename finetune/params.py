@@ -798,6 +798,196 @@ class GenerationEvalParams(Params):
         return self
 
 
+# ------------------------------------------------------------------------------------ RLHF: reward model + RL
+
+
+class RlhfPreferenceFile(Params):
+    """Preference pairs as JSON Lines ``{"prompt", "chosen", "rejected"}`` (the completions continue the prompt)."""
+
+    kind: Literal["jsonl"] = "jsonl"
+    path: Path
+
+
+class DemoRlhfPreferences(Params):
+    """Questions about the demo world's places: chosen = the asked fact, rejected = another fact of the same place
+    (a wrong kind of answer, e.g. a year for a capital), written as preference JSONL and read back by the loader."""
+
+    kind: Literal["demo"] = "demo"
+    output_dir: Path = Path(".demo_data/rlhf")
+    num_pairs: int = Field(400, ge=8)
+    seed: int = 0
+
+
+RlhfPreferenceSource = Annotated[RlhfPreferenceFile | DemoRlhfPreferences, Field(discriminator="kind")]
+
+
+class RlhfDataParams(Params):
+    """Preference pairs split (seeded) into reward-model training pairs and held-out pairs; the held-out prompts are
+    also the ones the policy's reward is measured on before and after RL."""
+
+    source: RlhfPreferenceSource
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = 13
+    max_pairs: int | None = Field(None, ge=2)
+
+
+class RewardModelParams(Params):
+    """TRL ``RewardTrainer`` (Bradley-Terry loss −log σ(r_chosen − r_rejected)) on a sequence-classification head
+    (``num_labels=1``) put on the policy's base model. ``center_rewards_coefficient`` adds c·(r_c + r_r)² to keep
+    rewards near zero (InstructGPT-style centring; None: off)."""
+
+    training: TrainingParams = Field(default_factory=TrainingParams)
+    center_rewards_coefficient: float | None = Field(None, ge=0.0)
+
+
+class RlParams(Params):
+    """Policy optimisation against the reward model with TRL's ``RLOOTrainer`` or ``GRPOTrainer``.
+
+    Each prompt gets ``num_generations`` sampled completions; a batch of ``per_device_batch_size`` completions must
+    hold whole groups, so the batch size is a multiple of ``num_generations``. ``beta`` weights the KL penalty to the
+    starting policy (0: no reference model is loaded).
+    """
+
+    algorithm: Literal["rloo", "grpo"] = "rloo"
+    num_generations: int = Field(4, ge=2)
+    max_completion_length: int = Field(16, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    beta: float = Field(0.05, ge=0.0)
+    training: TrainingParams = Field(default_factory=TrainingParams)
+
+    @model_validator(mode="after")
+    def _whole_groups(self) -> RlParams:
+        batch = self.training.per_device_batch_size * self.training.gradient_accumulation_steps
+        if batch % self.num_generations:
+            raise ValueError(f"rl.training.per_device_batch_size × gradient_accumulation_steps ({batch}) must be a "
+                             f"multiple of rl.num_generations ({self.num_generations})")
+        return self
+
+
+class RlhfParams(Params):
+    """The policy's starting model (the reward model starts from the same weights and tokenizer), the reward model
+    and the RL stage."""
+
+    model: CausalModelSpec
+    reward: RewardModelParams = Field(default_factory=RewardModelParams)
+    rl: RlParams = Field(default_factory=RlParams)
+
+
+class RewardEvalParams(Params):
+    """Mean reward of the policy on held-out prompts: ``num_samples`` completions per prompt (greedy when 1)."""
+
+    max_new_tokens: int = Field(16, ge=1)
+    num_samples: int = Field(1, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    max_prompts: int | None = Field(None, ge=1)
+    batch_size: int = Field(16, ge=1)
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------ RAG intent generation
+
+
+class RagFiles(Params):
+    """MS MARCO-layout ``collection``/``queries`` TSVs and TREC ``qrels``, plus ``intents`` (``qid<TAB>intent``).
+
+    Passages judged at ``RagDataParams.supporting_grade`` or above support the query's intent (retrieval recall).
+    """
+
+    kind: Literal["files"] = "files"
+    collection: Path
+    queries: Path
+    qrels: Path
+    intents: Path
+
+
+class DemoRag(Params):
+    """The demo world's queries with reference intents ("find the capital of veldoria"), written as ``RagFiles``."""
+
+    kind: Literal["demo"] = "demo"
+    output_dir: Path = Path(".demo_data/rag")
+    num_queries: int = Field(120, ge=4)
+    passages_per_query: int = Field(6, ge=2)
+    seed: int = 0
+
+
+RagSource = Annotated[RagFiles | DemoRag, Field(discriminator="kind")]
+
+
+class RagDataParams(Params):
+    """Queries with reference intents, split (seeded) into generator-training and test queries."""
+
+    source: RagSource
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    split_seed: int = 13
+    supporting_grade: int = Field(3, ge=1)
+    max_queries: int | None = Field(None, ge=2)
+
+
+class RagRetrieverParams(Params):
+    """Top-``k`` passages per query by BM25 (bm25s) or by a dual encoder (a model spec, or a registered version of
+    the ranking pipelines); each passage is cut to ``passage_chars`` characters in the prompt."""
+
+    kind: Literal["bm25", "dual_encoder"] = "bm25"
+    k: int = Field(3, ge=1)
+    k1: float = Field(0.9, gt=0.0)
+    b: float = Field(0.4, ge=0.0, le=1.0)
+    stemmer: Literal["english"] | None = "english"
+    model: TeacherSource | None = None
+    batch_size: int = Field(64, ge=1)
+    passage_chars: int = Field(300, ge=20)
+
+    @model_validator(mode="after")
+    def _model_for_dense(self) -> RagRetrieverParams:
+        if self.kind == "dual_encoder" and self.model is None:
+            raise ValueError("retriever.model: a dual_encoder retriever needs a model (spec or registered version)")
+        return self
+
+
+class LocalGenerator(Params):
+    """A causal LM fine-tuned (TRL SFTTrainer, any method) on (query + retrieved passages) → intent examples."""
+
+    kind: Literal["local"] = "local"
+    sft: SftParams
+
+
+class HttpGenerator(Params):
+    """An OpenAI-compatible endpoint: ``POST {base_url}/chat/completions``.
+
+    The API key is never in a config: ``api_key_secret`` names a ZenML secret (its ``api_key`` value is read when
+    the step runs); outside ZenML, ``api_key_env`` names an environment variable. Neither: no Authorization header.
+    """
+
+    kind: Literal["http"] = "http"
+    base_url: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    api_key_secret: str | None = None
+    api_key_env: str | None = None
+    system_prompt: str = "Reply with the user's search intent only, as a short imperative phrase."
+    timeout_s: float = Field(60.0, gt=0.0)
+    max_retries: int = Field(2, ge=0)
+
+
+RagGenerator = Annotated[LocalGenerator | HttpGenerator, Field(discriminator="kind")]
+
+
+class RagParams(Params):
+    """Retrieval, the prompt (``{query}`` and ``{passages}`` placeholders) and the generator of ``rag_intent``."""
+
+    retriever: RagRetrieverParams = Field(default_factory=RagRetrieverParams)
+    generator: RagGenerator
+    prompt_template: str = "Passages:\n{passages}\nQuery: {query}"
+    max_new_tokens: int = Field(24, ge=1)
+    batch_size: int = Field(8, ge=1)
+    num_samples: int = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _template(self) -> RagParams:
+        for key in ("{query}", "{passages}"):
+            if key not in self.prompt_template:
+                raise ValueError(f"prompt_template: needs a '{key}' placeholder")
+        return self
+
+
 # ------------------------------------------------------------------------------------ curriculum learning
 
 PacingName = Literal[
@@ -888,3 +1078,48 @@ class CurriculumParams(Params):
         if name == "random":
             return DifficultyParams(name=name, seed=self.seed)
         return DifficultyParams(name=name)
+
+
+# --------------------------------------------------------------------------------- language-model distillation
+
+
+class LmDistillationParams(Params):
+    """A student causal LM trained on text with loss ``α·τ²·KL(teacher_τ ‖ student_τ) + (1−α)·cross-entropy``.
+
+    The teacher and the student must share the tokenizer (same vocabulary size and token → id map); this is
+    checked before training. ``teacher_training`` first trains the teacher on the same corpus (the demo's tiny
+    teacher; leave it out for a pre-trained teacher such as gpt2-medium). ``top_k`` restricts the KL term to the
+    teacher's ``k`` most likely tokens per position (renormalised), the usual trade when teacher logits are stored.
+    The same student is also trained with ``α = 0`` (no teacher) as the baseline of the report.
+    """
+
+    teacher: CausalModelSpec
+    student: CausalModelSpec
+    teacher_training: GenerationTrainingParams | None = None
+    method: MethodSpec = Field(default_factory=FullFineTuning)
+    training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    temperature: float = Field(2.0, gt=0.0)
+    top_k: int | None = Field(None, ge=1)
+    block_size: int = Field(128, ge=8)
+
+    @model_validator(mode="after")
+    def _compatible(self) -> LmDistillationParams:
+        _check_method_and_training(self.method, self.training)
+        return self
+
+    def student_params(self) -> CausalLmParams:
+        """The student's continued pre-training parameters (model, method, optimisation, block size)."""
+        return CausalLmParams(model=self.student, method=self.method, training=self.training,
+                              block_size=self.block_size)
+
+    def teacher_params(self) -> CausalLmParams:
+        """The teacher's own training on the corpus (full fine-tuning with ``teacher_training``)."""
+        if self.teacher_training is None:
+            raise ValueError("teacher_training is not set: the teacher is used as it is")
+        return CausalLmParams(model=self.teacher, method=FullFineTuning(), training=self.teacher_training,
+                              block_size=self.block_size)
+
+    def without_teacher(self) -> LmDistillationParams:
+        """The same run with ``α = 0``: the student trained on cross-entropy alone (the report's baseline)."""
+        return self.model_copy(update={"alpha": 0.0})

@@ -1,0 +1,205 @@
+"""Knowledge distillation of causal LMs (the GPT2-medium → GPT2 recipe): a student trained on text against a teacher.
+
+Loss per predicted token: ``α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, next token)`` (Hinton et al. 2015;
+the ``τ²`` keeps the soft-target gradients on the scale of the hard-target ones when ``τ`` changes). No stable
+library trainer has exactly this (TRL's GKD lives in ``trl.experimental``), so ``DistillationTrainer`` is a
+transformers ``Trainer`` whose ``compute_loss`` runs the frozen teacher on the same batch. Everything else (data
+packing into blocks, methods, arguments, measurements, saving) is the continued pre-training code of
+``finetune.generation.training``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+
+from finetune.generation.evaluation import perplexity
+from finetune.generation.training import (
+    CausalTrainResult,
+    TrainingSetup,
+    causal_lm_setup,
+    early_stopping_callbacks,
+    run_training,
+)
+from finetune.params import LmDistillationParams
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, alpha: float,
+            temperature: float, top_k: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distillation loss of a batch of next-token predictions.
+
+    Position ``i`` of the logits predicts ``labels[i + 1]`` (the shift the models' own loss applies); labels equal
+    to -100 are not scored. The KL term is averaged over the scored positions, like the cross-entropy.
+
+    Args:
+        student_logits: ``(batch, length, vocab)``.
+        teacher_logits: ``(batch, length, vocab)`` from a teacher with the same vocabulary.
+        labels: ``(batch, length)`` token ids (the input ids for language modelling).
+        alpha: Weight of the distillation term (0: cross-entropy only, 1: teacher only).
+        temperature: ``τ``; both distributions are softened by it, the cross-entropy is not.
+        top_k: Keep only the teacher's ``k`` largest logits per position (renormalised over them) and compare the
+            student's full-vocabulary log-probabilities at those tokens.
+
+    Returns:
+        ``(loss, kl, ce)``.
+    """
+    student = student_logits[:, :-1].float()
+    teacher = teacher_logits[:, :-1].float()
+    targets = labels[:, 1:]
+    scored = targets != -100
+    student, teacher, targets = student[scored], teacher[scored], targets[scored]
+    ce = F.cross_entropy(student, targets)
+    log_q = F.log_softmax(student / temperature, dim=-1)
+    if top_k is not None:
+        values, indices = teacher.topk(min(top_k, teacher.shape[-1]), dim=-1)
+        log_p = F.log_softmax(values / temperature, dim=-1)
+        log_q = log_q.gather(-1, indices)
+    else:
+        log_p = F.log_softmax(teacher / temperature, dim=-1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    return alpha * temperature**2 * kl + (1.0 - alpha) * ce, kl, ce
+
+
+def check_vocabularies(teacher_dir: str | Path, student_dir: str | Path) -> None:
+    """Refuse a teacher and student that do not share a vocabulary, before any weights are loaded.
+
+    Compares the models' ``vocab_size`` (output rows) and the tokenizers' token → id maps.
+
+    Raises:
+        ValueError: One line naming both directories and the first difference.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    names = f"teacher {teacher_dir} and student {student_dir}"
+    sizes = [AutoConfig.from_pretrained(d).vocab_size for d in (teacher_dir, student_dir)]
+    if sizes[0] != sizes[1]:
+        raise ValueError(f"{names} have different vocabulary sizes ({sizes[0]} vs {sizes[1]}); distillation "
+                         "needs one shared tokenizer")
+    vocabs = [AutoTokenizer.from_pretrained(d).get_vocab() for d in (teacher_dir, student_dir)]
+    if vocabs[0] != vocabs[1]:
+        differing = sorted(t for t in vocabs[0].keys() | vocabs[1].keys() if vocabs[0].get(t) != vocabs[1].get(t))
+        raise ValueError(f"{names} have different token → id maps ({len(differing)} tokens differ, e.g. "
+                         f"{differing[0]!r}: {vocabs[0].get(differing[0])} vs {vocabs[1].get(differing[0])})")
+
+
+class DistillationTrainer(Trainer):
+    """A ``Trainer`` whose training loss is ``kd_loss`` against a frozen teacher run on the fly.
+
+    Evaluation returns the plain cross-entropy, so ``eval_loss``, best-checkpoint selection and the validation
+    perplexity compare with a student trained without a teacher. With ``alpha == 0`` the teacher is never run.
+    """
+
+    def __init__(self, *args, teacher, alpha: float, temperature: float, top_k: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
+        self.alpha, self.temperature, self.top_k = alpha, temperature, top_k
+        self.kd_log: list[dict] = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
+        labels = inputs["labels"]
+        if not model.training or self.alpha == 0.0:
+            zeros = torch.zeros_like(outputs.logits)  # the KL term is multiplied by alpha = 0 or not used
+            loss = kd_loss(outputs.logits, zeros, labels, 0.0, self.temperature)[0]
+        else:
+            with torch.no_grad():
+                teacher_logits = self.teacher(input_ids=inputs["input_ids"],
+                                              attention_mask=inputs.get("attention_mask")).logits
+            loss, kl, ce = kd_loss(outputs.logits, teacher_logits, labels, self.alpha, self.temperature, self.top_k)
+            if self.state.global_step % max(1, self.args.logging_steps) == 0:
+                self.kd_log.append({"step": self.state.global_step, "kl": kl.item(), "ce": ce.item()})
+        return (loss, outputs) if return_outputs else loss
+
+
+def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir: str | Path,
+                      params: LmDistillationParams, output_dir: str | Path) -> CausalTrainResult:
+    """Train ``params.student`` on packed text blocks against the teacher in ``teacher_dir``.
+
+    The vocabularies are checked first (``check_vocabularies``), before anything trains. The student's data,
+    method, arguments, measurements (tokens/s, memory, validation loss) and saving are those of
+    ``causal_lm_setup`` / ``run_training``; only the trainer's loss differs.
+
+    Args:
+        train: Documents (``text`` column).
+        validation: Documents for the validation loss (may be empty).
+        teacher_dir: A saved causal LM.
+        params: Student model (a local directory sharing the teacher's tokenizer), α, τ, top-k and training.
+        output_dir: Work folder; the student is saved to ``<output_dir>/model``.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from finetune.models.causal import resolve_causal_model
+
+    out = Path(output_dir)
+    student_dir = resolve_causal_model(params.student, out / "base", texts=train["text"].tolist()).name_or_path
+    check_vocabularies(teacher_dir, student_dir)
+    setup = causal_lm_setup(train, validation, params.student_params().model_copy(
+        update={"model": _local(student_dir)}), out)
+    base = setup.trainer
+    trainer = DistillationTrainer(
+        model=base.model, args=base.args, train_dataset=base.train_dataset, eval_dataset=base.eval_dataset,
+        data_collator=base.data_collator, processing_class=setup.tokenizer,
+        callbacks=setup.prepared.callbacks + early_stopping_callbacks(params.training, setup.has_validation),
+        optimizers=(setup.prepared.optimizer, None),
+        teacher=AutoModelForCausalLM.from_pretrained(teacher_dir), alpha=params.alpha,
+        temperature=params.temperature, top_k=params.top_k,
+    )
+    setup = TrainingSetup(trainer, setup.prepared, setup.placement, setup.tokenizer, setup.resolved, setup.params,
+                          out, setup.has_validation, setup.tokenization)
+    result = run_training(setup)
+    result.stats.update(alpha=params.alpha, temperature=params.temperature)
+    result.log_history += [{"step": e["step"], "kd_kl": e["kl"], "kd_ce": e["ce"]} for e in trainer.kd_log]
+    return result
+
+
+def _local(path: str | Path):
+    from finetune.params import LocalModel
+
+    return LocalModel(path=Path(path))
+
+
+def scoring_throughput(model, blocks: list[list[int]], batch_size: int) -> float:
+    """Tokens per second of forward passes over ``blocks`` (no gradients), after one warm-up batch."""
+    device = next(model.parameters()).device
+    batches = [torch.tensor(blocks[i : i + batch_size], device=device) for i in range(0, len(blocks), batch_size)]
+    with torch.inference_mode():
+        model(input_ids=batches[0])
+        start = time.perf_counter()
+        for batch in batches:
+            model(input_ids=batch)
+        seconds = time.perf_counter() - start
+    return sum(b.numel() for b in batches) / seconds if seconds else 0.0
+
+
+def compare_models(model_dirs: dict[str, str | Path], texts: list[str], block_size: int, batch_size: int,
+                   device: str) -> list[dict]:
+    """Held-out perplexity, parameter count and scoring tokens/s of each model, on the same blocks of ``texts``.
+
+    Args:
+        model_dirs: Role (``teacher``, ``student``, ...) → saved causal LM; all share one tokenizer.
+        texts: Held-out documents, packed with EOS into disjoint ``block_size`` windows as training packs them.
+        block_size: Tokens per window.
+        batch_size: Windows per forward pass.
+        device: Where the models run.
+
+    Returns:
+        One row per model: ``model``, ``parameters``, ``test_perplexity``, ``test_nll``, ``tokens_per_second``.
+    """
+    from finetune.generation.training import group_texts
+    from finetune.models.causal import load_causal_lm
+
+    rows = []
+    for role, path in model_dirs.items():
+        model, tokenizer = load_causal_lm(path, device=device)
+        result = perplexity(model, texts, tokenizer, block_size, block_size, batch_size)
+        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        blocks = group_texts(ids, block_size, tokenizer.eos_token_id) or [sum(ids, [])[:block_size]]
+        rows.append({"model": role, "parameters": sum(p.numel() for p in model.parameters()),
+                     "test_perplexity": result.perplexity, "test_nll": result.mean_nll,
+                     "tokens_per_second": scoring_throughput(model, blocks, batch_size)})
+    return rows
