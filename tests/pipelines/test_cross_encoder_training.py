@@ -3,6 +3,7 @@
 Runs the pipeline exactly as ``zenml pipeline run ... -c <config>`` does (``with_options(config_path=...)``).
 """
 
+import re
 import uuid
 
 import pytest
@@ -54,6 +55,7 @@ def test_train_rerun_cached_edit_reingests_and_bad_input_registers_nothing(tmp_p
     from zenml.enums import ModelStages
 
     from pipelines.config_check import validate_config
+    from pipelines.show import summary
 
     files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)
     model_name = f"reranker_{uuid.uuid4().hex[:8]}"
@@ -67,6 +69,9 @@ def test_train_rerun_cached_edit_reingests_and_bad_input_registers_nothing(tmp_p
     decision = run.steps["promote_model"].outputs["promotion_decision"][0].load()
     assert 0.0 <= metrics["test_ndcg@10"] <= 1.0 and 0.0 <= metrics["bm25_test_ndcg@10"] <= 1.0
     assert decision["promote"] == (metrics["test_ndcg@10"] > metrics["bm25_test_ndcg@10"])
+    shown = summary("cross_encoder_training")  # what `make demo` prints
+    assert re.search(rf"test_ndcg@10 +{metrics['bm25_test_ndcg@10']:.4f} +{metrics['test_ndcg@10']:.4f} ", shown)
+    assert decision["reason"] in shown and "build_ranking_report" in shown
     version = zenml_client.get_model_version(model_name, 1)
     assert version.stage == (ModelStages.PRODUCTION if decision["promote"] else ModelStages.STAGING)
     assert version.run_metadata["test_ndcg@10"] == pytest.approx(metrics["test_ndcg@10"])

@@ -4,6 +4,7 @@ Runs the pipelines exactly as ``zenml pipeline run ... -c <config>`` does (``wit
 """
 
 import json
+import re
 import uuid
 
 import pytest
@@ -44,6 +45,7 @@ def test_sft_training_promotes_caches_and_rejects_malformed_data(tmp_path, zenml
     from zenml.enums import ModelStages
 
     from pipelines.config_check import validate_config
+    from pipelines.show import summary
 
     data_file = write_demo_instructions(tmp_path / "data", "alpaca", num_examples=120, seed=2)
     model_name = f"sft_{uuid.uuid4().hex[:8]}"
@@ -69,6 +71,8 @@ def test_sft_training_promotes_caches_and_rejects_malformed_data(tmp_path, zenml
     few_shot = _output(run, "few_shot_baseline", "few_shot_metrics")
     decision = _output(run, "promote_generation_model", "promotion_decision")
     assert decision["promote"] == (metrics["test_rougeL"] > few_shot["few_shot_test_rougeL"])
+    shown = summary("sft_training")
+    assert re.search(rf"test_rougeL +{metrics['test_rougeL']:.4f}", shown) and decision["reason"] in shown
     version = zenml_client.get_model_version(model_name, 1)
     assert version.stage == (ModelStages.PRODUCTION if decision["promote"] else ModelStages.STAGING)
     assert version.run_metadata["test_rougeL"] == pytest.approx(metrics["test_rougeL"])
