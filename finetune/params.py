@@ -948,6 +948,13 @@ class LocalGenerator(Params):
 
     kind: Literal["local"] = "local"
     sft: SftParams
+    template: str = "{prompt}\nIntent: "
+
+    @model_validator(mode="after")
+    def _template_has_prompt(self) -> LocalGenerator:
+        if "{prompt}" not in self.template:
+            raise ValueError("generator.template: needs a '{prompt}' placeholder (the query with its passages)")
+        return self
 
 
 class HttpGenerator(Params):
@@ -1114,10 +1121,14 @@ class LmDistillationParams(Params):
                               block_size=self.block_size)
 
     def teacher_params(self) -> CausalLmParams:
-        """The teacher's own training on the corpus (full fine-tuning with ``teacher_training``)."""
+        """The teacher's own training on the corpus (full fine-tuning with ``teacher_training``).
+
+        The method name is set explicitly: ZenML serialises step parameters without unset fields, and a
+        discriminated union needs its tag.
+        """
         if self.teacher_training is None:
             raise ValueError("teacher_training is not set: the teacher is used as it is")
-        return CausalLmParams(model=self.teacher, method=FullFineTuning(), training=self.teacher_training,
+        return CausalLmParams(model=self.teacher, method=FullFineTuning(name="full"), training=self.teacher_training,
                               block_size=self.block_size)
 
     def without_teacher(self) -> LmDistillationParams:

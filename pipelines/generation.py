@@ -1,4 +1,5 @@
-"""Generation pipelines: supervised fine-tuning, continued pre-training and a comparison of fine-tuning methods."""
+"""Generation pipelines: supervised fine-tuning, continued pre-training, a comparison of fine-tuning methods and
+language-model distillation."""
 
 from zenml import pipeline
 
@@ -6,6 +7,7 @@ from finetune.params import (
     CausalLmParams,
     GenerationEvalParams,
     InstructionDataParams,
+    LmDistillationParams,
     MethodComparisonParams,
     MultipleChoiceDataParams,
     PromotionParams,
@@ -19,9 +21,11 @@ from steps.data.load_instructions import load_instructions
 from steps.data.load_multiple_choice import load_multiple_choice
 from steps.data.load_text_corpus import load_text_corpus
 from steps.evaluate.build_causal_lm_report import build_causal_lm_report
+from steps.evaluate.build_distillation_report import build_distillation_report
 from steps.evaluate.build_generation_report import build_generation_report
 from steps.evaluate.build_method_comparison_report import build_method_comparison_report
 from steps.evaluate.collect_method_result import collect_method_result
+from steps.evaluate.compare_distilled_models import compare_distilled_models
 from steps.evaluate.evaluate_generations import evaluate_generations
 from steps.evaluate.evaluate_multiple_choice import evaluate_multiple_choice
 from steps.evaluate.evaluate_perplexity import evaluate_perplexity
@@ -29,6 +33,7 @@ from steps.evaluate.few_shot_baseline import few_shot_baseline
 from steps.registry.hooks import discard_model_version_on_failure
 from steps.registry.log_model_metrics import log_model_metrics
 from steps.registry.promote_generation_model import promote_generation_model
+from steps.train.distill_causal_lm_model import distill_causal_lm_model
 from steps.train.prepare_causal_lm import prepare_causal_lm
 from steps.train.train_causal_lm_model import train_causal_lm_model
 from steps.train.train_sft_model import train_sft_model
@@ -107,3 +112,30 @@ def method_comparison(
                                                                            id=f"multiple_choice_{name}")
         results = collect_method_result(name, stats, perplexity, metrics, mc_metrics, results, id=f"collect_{name}")
     build_method_comparison_report(results)
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def lm_distillation(
+    data: TextDataParams,
+    distillation: LmDistillationParams,
+    evaluation: GenerationEvalParams = GenerationEvalParams(),
+) -> None:
+    """Causal-LM distillation: text corpus → teacher (trained on the corpus first when ``teacher_training`` is set)
+    → student trained with α·τ²·KL + (1−α)·CE and the same student with α = 0 → held-out perplexity, size and
+    tokens/s of all three → metrics on the model version → HTML report."""
+    fingerprints = fingerprint_text_corpus(data)
+    train, validation, test = load_text_corpus(data, fingerprints)
+    teacher_dir = prepare_causal_lm(distillation.teacher, train, id="prepare_teacher")
+    if distillation.teacher_training is not None:
+        teacher_dir, _, _ = train_causal_lm_model(teacher_dir, train, validation, distillation.teacher_params(),
+                                                  id="train_teacher")
+    student_base_dir = prepare_causal_lm(distillation.student, train, id="prepare_student")
+    model_dir, training_log, training_stats = distill_causal_lm_model(teacher_dir, student_base_dir, train,
+                                                                      validation, distillation)
+    baseline_dir, baseline_log, baseline_stats = distill_causal_lm_model(
+        teacher_dir, student_base_dir, train, validation, distillation.without_teacher(),
+        id="train_student_without_teacher")
+    comparison, metrics = compare_distilled_models(teacher_dir, model_dir, baseline_dir, test, evaluation,
+                                                   block_size=distillation.block_size)
+    log_model_metrics(metrics, {}, training_stats)
+    build_distillation_report(comparison, training_stats, baseline_stats, training_log, baseline_log)

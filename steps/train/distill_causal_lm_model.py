@@ -1,0 +1,37 @@
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from zenml import ArtifactConfig, step
+from zenml.enums import ArtifactType
+
+from finetune.generation.distillation import distill_causal_lm
+from finetune.models.directory import ModelDirectory
+from finetune.params import LmDistillationParams, LocalModel
+from steps.metadata import record
+
+
+@step
+def distill_causal_lm_model(
+    teacher_dir: ModelDirectory,
+    student_base_dir: ModelDirectory,
+    train_documents: pd.DataFrame,
+    validation_documents: pd.DataFrame,
+    distillation: LmDistillationParams,
+) -> tuple[
+    Annotated[ModelDirectory, ArtifactConfig(name="model_dir", artifact_type=ArtifactType.MODEL)],
+    Annotated[list[dict], "training_log"],
+    Annotated[dict, "training_stats"],
+]:
+    """Train the student on packed text blocks with ``α·τ²·KL(teacher ‖ student) + (1−α)·CE`` (α = 0: no teacher).
+
+    Fails before training when the teacher and student vocabularies differ.
+    """
+    params = distillation.model_copy(update={"student": LocalModel(path=Path(student_base_dir.path))})
+    result = distill_causal_lm(train_documents, validation_documents, teacher_dir.path, params,
+                               tempfile.mkdtemp(prefix="lm_kd_"))
+    stats = {"method": distillation.method.name, **result.stats}
+    record({**stats, "teacher": teacher_dir.base_model, "student": student_base_dir.base_model})
+    model_dir = ModelDirectory(result.model_dir, "causal_lm", student_base_dir.base_model, stats["total_parameters"])
+    return model_dir, result.log_history, stats
