@@ -1,0 +1,252 @@
+"""RLHF: a reward model trained on preference pairs (TRL ``RewardTrainer``), then policy optimisation against it with
+TRL's ``RLOOTrainer`` or ``GRPOTrainer`` (both stable, outside ``trl.experimental``).
+
+The reward model is a sequence-classification head (``num_labels=1``) on the policy's starting model, so both share
+one tokenizer. It scores ``prompt + completion + EOS`` — the text ``RewardTrainer`` trains on (it appends EOS) — and
+the same scorer, a callable, is the RL trainer's reward function and the before/after evaluation's, so the three
+read identical inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from finetune.data.rlhf_demo import write_demo_preferences
+from finetune.data.types import DataFormatError
+from finetune.device import Placement, resolve_placement
+from finetune.params import DemoRlhfPreferences, RewardEvalParams, RewardModelParams, RlhfDataParams, RlParams
+from finetune.training import common_training_arguments, loss_history
+
+PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
+
+
+def read_preference_jsonl(path: str | Path) -> pd.DataFrame:
+    """JSON Lines ``{"prompt", "chosen", "rejected"}`` (non-empty strings) → a frame with those columns.
+
+    Raises:
+        DataFormatError: ``<path>:<line>: ...`` for invalid JSON or a missing/empty/non-string field.
+    """
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataFormatError(f"{path}:{lineno}: invalid JSON ({error.msg})") from None
+        for key in PAIR_COLUMNS:
+            if not isinstance(record, dict) or not isinstance(record.get(key), str) or not record[key].strip():
+                raise DataFormatError(f"{path}:{lineno}: '{key}' must be a non-empty string")
+        rows.append({k: record[k] for k in PAIR_COLUMNS})
+    if not rows:
+        raise DataFormatError(f"{path}: no preference pairs")
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def load_preferences(params: RlhfDataParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the pairs (the demo file is written first) and split them (seeded) into ``(train, test)``."""
+    source = params.source
+    path = (write_demo_preferences(Path(source.output_dir) / "pairs.jsonl", source.num_pairs, source.seed)
+            if isinstance(source, DemoRlhfPreferences) else source.path)
+    frame = read_preference_jsonl(path)
+    if params.max_pairs is not None:
+        frame = frame.iloc[: params.max_pairs]
+    order = list(range(len(frame)))
+    random.Random(params.split_seed).shuffle(order)
+    n_test = max(1, round(len(frame) * params.test_fraction))
+    return (frame.iloc[sorted(order[n_test:])].reset_index(drop=True),
+            frame.iloc[sorted(order[:n_test])].reset_index(drop=True))
+
+
+def load_reward_model(model_dir: str | Path, device: str = "cpu"):
+    """A saved (or starting) model with a one-logit sequence-classification head, and its tokenizer.
+
+    From a causal LM directory the head is new (randomly initialised); the pad token id is set on the config,
+    because the head reads the last non-pad token of each row.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device), tokenizer
+
+
+class RewardScorer:
+    """Scores ``prompt + completion + EOS`` with a reward model; callable with TRL's reward-function signature."""
+
+    __name__ = "reward_model"  # TRL names the logged reward column after the callable
+
+    def __init__(self, model, tokenizer, batch_size: int = 16, max_length: int = 256):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.batch_size, self.max_length = batch_size, max_length
+
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        """One scalar reward per (prompt, completion)."""
+        import torch
+
+        eos = self.tokenizer.eos_token or ""
+        texts = [p + c + eos for p, c in zip(prompts, completions, strict=True)]
+        device = next(self.model.parameters()).device
+        scores: list[float] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
+                                   padding_side="right", truncation=True, max_length=self.max_length,
+                                   add_special_tokens=False).to(device)
+            with torch.inference_mode():
+                scores += self.model(**batch).logits[:, 0].float().tolist()
+        return scores
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        return self.score(prompts, completions)
+
+
+def pairwise_accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> float:
+    """Share of pairs whose chosen reward is strictly higher (ties count as wrong: chance is at most 0.5)."""
+    if not chosen or len(chosen) != len(rejected):
+        raise ValueError(f"{len(chosen)} chosen but {len(rejected)} rejected rewards")
+    return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(chosen)
+
+
+def reward_model_metrics(scorer: RewardScorer, pairs: pd.DataFrame, split: str = "test") -> dict[str, float]:
+    """``<split>_pairwise_accuracy`` and ``<split>_reward_margin`` (mean r_chosen − r_rejected) on held-out pairs."""
+    chosen = scorer.score(pairs["prompt"].tolist(), pairs["chosen"].tolist())
+    rejected = scorer.score(pairs["prompt"].tolist(), pairs["rejected"].tolist())
+    margin = sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(chosen)
+    return {f"{split}_pairwise_accuracy": pairwise_accuracy(chosen, rejected), f"{split}_reward_margin": margin}
+
+
+def to_reward_config(params: RewardModelParams, output_dir: str | Path, placement: Placement):
+    """Our reward-model parameters as TRL's ``RewardConfig`` (no checkpoints; the caller saves the model)."""
+    from trl import RewardConfig
+
+    return RewardConfig(**common_training_arguments(params.training, output_dir, placement),
+                        max_length=params.training.max_length, save_strategy="no", eval_strategy="no",
+                        center_rewards_coefficient=params.center_rewards_coefficient, dataset_num_proc=None)
+
+
+@dataclass
+class RewardTrainResult:
+    """The saved reward model, its loss log and its held-out metrics."""
+
+    model_dir: Path
+    log_history: list[dict]
+    metrics: dict[str, float]
+
+
+def train_reward_model(base_model_dir: str | Path, train: pd.DataFrame, test: pd.DataFrame,
+                       params: RewardModelParams, output_dir: str | Path) -> RewardTrainResult:
+    """Train a reward model with TRL's ``RewardTrainer`` from ``base_model_dir`` and measure it on ``test`` pairs.
+
+    Saved with its tokenizer to ``<output_dir>/model`` (loadable with ``load_reward_model``).
+    """
+    from datasets import Dataset
+    from trl import RewardTrainer
+
+    out = Path(output_dir)
+    placement = resolve_placement(params.training.device, params.training.precision)
+    model, tokenizer = load_reward_model(base_model_dir)
+    trainer = RewardTrainer(model=model, args=to_reward_config(params, out / "checkpoints", placement),
+                            train_dataset=Dataset.from_pandas(train[PAIR_COLUMNS], preserve_index=False),
+                            processing_class=tokenizer)
+    trainer.train()
+    model_dir = out / "model"
+    trainer.model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    scorer = RewardScorer(trainer.model, tokenizer, max_length=params.training.max_length)
+    return RewardTrainResult(model_dir, loss_history(trainer.state.log_history), reward_model_metrics(scorer, test))
+
+
+def to_rl_config(params: RlParams, output_dir: str | Path, placement: Placement):
+    """Our RL parameters as ``RLOOConfig`` or ``GRPOConfig`` (the fields they share; no checkpoints)."""
+    if params.algorithm == "rloo":
+        from trl import RLOOConfig as Config
+    else:
+        from trl import GRPOConfig as Config
+    return Config(**common_training_arguments(params.training, output_dir, placement),
+                  num_generations=params.num_generations, max_completion_length=params.max_completion_length,
+                  temperature=params.temperature, beta=params.beta, save_strategy="no", log_completions=False)
+
+
+@dataclass
+class RlTrainResult:
+    """The saved policy and the trainer's log (loss and the mean reward of every logged step)."""
+
+    model_dir: Path
+    log_history: list[dict]
+
+
+def reward_log(log_history: list[dict]) -> list[dict]:
+    """Step and mean reward (``reward``) of every logged training step."""
+    return [{"step": int(e["step"]), "reward": float(e["reward"])} for e in log_history if "reward" in e]
+
+
+def train_policy(base_model_dir: str | Path, reward_fn, prompts: Sequence[str], params: RlParams,
+                 output_dir: str | Path) -> RlTrainResult:
+    """Optimise the policy in ``base_model_dir`` against ``reward_fn`` with TRL's RLOO or GRPO trainer.
+
+    Args:
+        base_model_dir: The starting causal LM (and tokenizer).
+        reward_fn: A TRL reward function: ``RewardScorer`` or any ``f(prompts, completions, **kw) -> list[float]``.
+        prompts: Training prompts (plain text; each gets ``num_generations`` sampled completions).
+        params: Algorithm, sampling, KL weight and optimisation.
+        output_dir: The policy is saved with its tokenizer to ``<output_dir>/model``.
+    """
+    from datasets import Dataset
+
+    from finetune.models.causal import load_causal_lm, save_causal_lm
+
+    if params.algorithm == "rloo":
+        from trl import RLOOTrainer as Trainer
+    else:
+        from trl import GRPOTrainer as Trainer
+    out = Path(output_dir)
+    placement = resolve_placement(params.training.device, params.training.precision)
+    model, tokenizer = load_causal_lm(base_model_dir)
+    model.train()
+    tokenizer.padding_side = "left"  # generation continues the prompts from their right edge
+    trainer = Trainer(model=model, reward_funcs=reward_fn, args=to_rl_config(params, out / "checkpoints", placement),
+                      train_dataset=Dataset.from_dict({"prompt": list(prompts)}), processing_class=tokenizer)
+    trainer.train()
+    model_dir = save_causal_lm(trainer.model, tokenizer, out / "model")
+    return RlTrainResult(model_dir, list(trainer.state.log_history))
+
+
+def sample_completions(model_dir: str | Path, prompts: Sequence[str], params: RewardEvalParams) -> list[list[str]]:
+    """``num_samples`` completions per prompt (greedy when 1, else sampled at ``temperature`` with ``seed``)."""
+    import torch
+
+    from finetune.models.causal import load_causal_lm
+
+    model, tokenizer = load_causal_lm(model_dir)
+    tokenizer.padding_side = "left"
+    torch.manual_seed(params.seed)
+    sampled = params.num_samples > 1
+    completions: list[list[str]] = []
+    for start in range(0, len(prompts), params.batch_size):
+        batch = tokenizer(list(prompts[start:start + params.batch_size]), return_tensors="pt", padding=True,
+                          add_special_tokens=False)
+        with torch.inference_mode():
+            output = model.generate(**batch, max_new_tokens=params.max_new_tokens, do_sample=sampled,
+                                    temperature=params.temperature if sampled else None, top_k=0 if sampled else None,
+                                    num_return_sequences=params.num_samples, pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        completions += [texts[i:i + params.num_samples] for i in range(0, len(texts), params.num_samples)]
+    return completions
+
+
+def mean_reward(model_dir: str | Path, scorer, prompts: Sequence[str], params: RewardEvalParams) -> float:
+    """Mean reward of the policy's completions to ``prompts`` (the first ``max_prompts``) under ``scorer``."""
+    prompts = list(prompts[: params.max_prompts]) if params.max_prompts else list(prompts)
+    completions = sample_completions(model_dir, prompts, params)
+    flat_prompts = [p for p, group in zip(prompts, completions, strict=True) for _ in group]
+    rewards = scorer(flat_prompts, [c for group in completions for c in group])
+    return sum(rewards) / len(rewards)

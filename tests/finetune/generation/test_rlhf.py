@@ -1,0 +1,123 @@
+"""Reward model (TRL RewardTrainer) and RL (TRL RLOO/GRPO) on tiny GPT-2 models, offline."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from finetune.data.rlhf_demo import demo_preference_pairs
+from finetune.data.types import DataFormatError
+from finetune.generation.rlhf import (
+    RewardScorer,
+    load_preferences,
+    load_reward_model,
+    mean_reward,
+    pairwise_accuracy,
+    read_preference_jsonl,
+    reward_log,
+    train_policy,
+    train_reward_model,
+)
+from finetune.models.causal import build_tiny_causal_lm
+from finetune.params import (
+    DemoRlhfPreferences,
+    RewardEvalParams,
+    RewardModelParams,
+    RlhfDataParams,
+    RlhfPreferenceFile,
+    RlParams,
+    TinyGpt2Model,
+    TrainingParams,
+)
+
+
+def _direction_pairs(n: int, seed: int) -> pd.DataFrame:
+    """A learnable toy set: the prompt names a direction and the chosen answer repeats it.
+
+    Half the prompts say "up", half "down"; chosen = the prompt's word, rejected = the other one. A reward model
+    that ignores the prompt scores " up" the same in both halves, so it is right on exactly half the pairs.
+    """
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        word, other = rng.choice([("up", "down"), ("down", "up")])
+        noise = " ".join(rng.choice(["go", "now", "then", "please", "quickly"]) for _ in range(rng.randint(0, 3)))
+        rows.append({"prompt": f"{noise} say {word}:", "chosen": f" {word}", "rejected": f" {other}"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    texts = [f"{r['prompt']}{r['chosen']}{r['rejected']}" for r in _direction_pairs(200, 0).to_dict("records")]
+    spec = TinyGpt2Model(hidden_size=32, num_layers=2, num_heads=2, vocab_size=300, max_position_embeddings=64)
+    return build_tiny_causal_lm(spec, tmp_path_factory.mktemp("base"), texts)
+
+
+def test_pairwise_accuracy_counts_strict_wins():
+    """(3 > 1) yes, (0 > 2) no, (5 > 5) no (a tie is not a win): 1 of 3."""
+    assert pairwise_accuracy([3.0, 0.0, 5.0], [1.0, 2.0, 5.0]) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="2 chosen but 1 rejected"):
+        pairwise_accuracy([1.0, 2.0], [0.0])
+
+
+def test_reward_model_beats_chance_on_a_learnable_toy_set(tiny_base, tmp_path):
+    train, test = _direction_pairs(240, 1), _direction_pairs(60, 2)
+    params = RewardModelParams(training=TrainingParams(epochs=10, per_device_batch_size=16, learning_rate=3e-3,
+                                                       warmup_ratio=0.0, logging_steps=5, max_length=32))
+    untrained = RewardScorer(*load_reward_model(tiny_base))
+    before = pairwise_accuracy(untrained.score(test["prompt"], test["chosen"]),
+                               untrained.score(test["prompt"], test["rejected"]))
+    result = train_reward_model(tiny_base, train, test, params, tmp_path)
+    assert result.metrics["test_pairwise_accuracy"] >= 0.9 > before + 0.2
+    assert result.metrics["test_reward_margin"] > 0
+    assert result.log_history[-1]["loss"] < result.log_history[0]["loss"]
+    # The saved model scores as the trained one did: reloading loses nothing.
+    reloaded = RewardScorer(*load_reward_model(result.model_dir))
+    chosen = reloaded.score(test["prompt"], test["chosen"])
+    rejected = reloaded.score(test["prompt"], test["rejected"])
+    assert pairwise_accuracy(chosen, rejected) == result.metrics["test_pairwise_accuracy"]
+
+
+def _count_up(prompts, completions, **kwargs):
+    """Toy reward: how many times the completion says "up" (the policy can raise it by saying it more)."""
+    return [float(c.count("up")) for c in completions]
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
+def test_rl_raises_the_mean_reward_on_a_toy_reward(tiny_base, tmp_path, algorithm):
+    prompts = _direction_pairs(64, 3)["prompt"].tolist()
+    evaluation = RewardEvalParams(max_new_tokens=8, num_samples=4, max_prompts=16, seed=0)
+    before = mean_reward(tiny_base, _count_up, prompts, evaluation)
+    params = RlParams(algorithm=algorithm, num_generations=4, max_completion_length=8, beta=0.0,
+                      training=TrainingParams(max_steps=40, per_device_batch_size=16, learning_rate=1e-2,
+                                              warmup_ratio=0.0, logging_steps=10, max_length=32))
+    result = train_policy(tiny_base, _count_up, prompts, params, tmp_path)
+    after = mean_reward(result.model_dir, _count_up, prompts, evaluation)
+    log = reward_log(result.log_history)
+    assert [e["step"] for e in log] == [10, 20, 30, 40]
+    assert after > before + 0.5, (before, after)
+
+
+def test_preference_jsonl_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n"
+                    + json.dumps({"prompt": "q", "chosen": "", "rejected": "b"}) + "\n")
+    with pytest.raises(DataFormatError, match=r"pairs.jsonl:2: 'chosen' must be a non-empty string"):
+        read_preference_jsonl(path)
+    path.write_text("{not json\n")
+    with pytest.raises(DataFormatError, match=r"pairs.jsonl:1: invalid JSON"):
+        read_preference_jsonl(path)
+
+
+def test_demo_pairs_split_and_round_trip(tmp_path):
+    params = RlhfDataParams(source=DemoRlhfPreferences(output_dir=tmp_path, num_pairs=40), test_fraction=0.25)
+    train, test = load_preferences(params)
+    assert (len(train), len(test)) == (30, 10)
+    records = demo_preference_pairs(40)
+    assert sorted(train["prompt"].tolist() + test["prompt"].tolist()) == sorted(r["prompt"] for r in records)
+    assert all(r["chosen"] != r["rejected"] and r["prompt"].startswith("Question: ") for r in records)
+    files = load_preferences(RlhfDataParams(source=RlhfPreferenceFile(path=tmp_path / "pairs.jsonl"),
+                                            test_fraction=0.25))
+    pd.testing.assert_frame_equal(files[0], train)
