@@ -1134,3 +1134,74 @@ class LmDistillationParams(Params):
     def without_teacher(self) -> LmDistillationParams:
         """The same run with ``α = 0``: the student trained on cross-entropy alone (the report's baseline)."""
         return self.model_copy(update={"alpha": 0.0})
+
+
+# ------------------------------------------------------------------------------------------ DPO alignment
+
+
+class PreferenceFile(Params):
+    """Preference pairs as JSON Lines (``.jsonl`` or gzipped ``.jsonl.gz``).
+
+    ``pairs``: ``{"prompt", "chosen", "rejected"}`` with completions that continue the prompt. ``hh_rlhf``: Anthropic
+    HH-RLHF transcripts ``{"chosen", "rejected"}``; the prompt is their shared prefix up to the last
+    ``"\\n\\nAssistant:"``. ``auto`` picks per record by whether it has a ``prompt``.
+    """
+
+    kind: Literal["file"] = "file"
+    path: Path
+    format: Literal["auto", "pairs", "hh_rlhf"] = "auto"
+
+
+class DemoPreferences(Params):
+    """Questions about the demo world's places: chosen states the true fact, rejected the same sentence with another
+    place's fact; written as preference JSONL and read back by the loader."""
+
+    kind: Literal["demo"] = "demo"
+    output_dir: Path = Path(".demo_data/preferences")
+    num_pairs: int = Field(400, ge=8)
+    seed: int = 0
+
+
+PreferenceSource = Annotated[PreferenceFile | DemoPreferences, Field(discriminator="kind")]
+
+
+class PreferenceDataParams(Params):
+    """Preference pairs split (seeded) into training pairs and held-out pairs for the evaluation."""
+
+    source: PreferenceSource
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = 13
+    max_pairs: int | None = Field(None, ge=2)
+
+
+DpoLossType = Literal["sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
+                      "sigmoid_norm"]
+
+
+class DpoParams(Params):
+    """Direct preference optimisation with TRL's ``DPOTrainer`` (full fine-tuning or LoRA).
+
+    ``reference``: ``model`` keeps a frozen reference model in memory (``reference_model``, default the starting
+    model); ``adapter_disabled`` uses the starting model by switching the LoRA adapter off (no second copy; LoRA
+    only); ``precomputed`` scores every training pair with the starting model once before training
+    (``precompute_ref_log_probs``) and keeps no reference model during training.
+    """
+
+    model: CausalModelSpec
+    method: MethodSpec = Field(default_factory=LoraMethod)
+    reference: Literal["model", "adapter_disabled", "precomputed"] = "model"
+    reference_model: CausalModelSpec | None = None
+    beta: float = Field(0.1, gt=0.0)
+    loss_type: DpoLossType = "sigmoid"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
+
+    @model_validator(mode="after")
+    def _compatible(self) -> DpoParams:
+        if self.method.name not in ("full", "lora", "qlora"):
+            raise ValueError(f"method: dpo_alignment trains with full, lora or qlora, not {self.method.name}")
+        if self.reference == "adapter_disabled" and self.method.name == "full":
+            raise ValueError("reference adapter_disabled needs a LoRA method (full fine-tuning has no adapter)")
+        if self.reference_model is not None and self.reference != "model":
+            raise ValueError(f"reference_model is only used with reference: model (not {self.reference})")
+        return self
