@@ -1153,8 +1153,8 @@ class PreferenceFile(Params):
 
 
 class DemoPreferences(Params):
-    """Questions about the demo world's places: chosen states the true fact, rejected the same sentence with another
-    place's fact; written as preference JSONL and read back by the loader."""
+    """Questions about the demo world's places: chosen states the true fact, rejected the same sentence with an answer
+    of the wrong kind (a good for a capital); written as preference JSONL and read back by the loader."""
 
     kind: Literal["demo"] = "demo"
     output_dir: Path = Path(".demo_data/preferences")

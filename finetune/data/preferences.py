@@ -96,8 +96,10 @@ def write_demo_preferences(output_dir: str | Path, num_pairs: int = 400, seed: i
     """Write learnable preference pairs about the demo world to ``<output_dir>/preferences.jsonl``.
 
     Each pair asks for a capital, export or neighbour of a place; chosen states the true fact, rejected the same
-    sentence with another place's value. The 24 places × 3 questions = 72 facts recur across the file, so held-out
-    pairs ask about facts the training pairs taught (with other wrong answers). Same arguments, same bytes.
+    sentence with a value of the wrong kind (a good where a city belongs, a city where a good belongs). The kind
+    of answer each question wants is a rule a tiny model learns from a few hundred pairs and applies to held-out
+    pairs, so preference accuracy rises above chance; the exact fact would need memorising all 72. Same arguments,
+    same bytes.
     """
     world = _world(seed)
     rng = random.Random(seed + 1)
@@ -110,16 +112,13 @@ def write_demo_preferences(output_dir: str | Path, num_pairs: int = 400, seed: i
             kind = rng.randrange(3)
             if kind == 0:
                 question, answer = f"What is the capital of {place.name}?", "The capital of {} is {}."
-                right, wrong = place.capital, other.capital
+                right, wrong = place.capital, other.export
             elif kind == 1:
                 question, answer = f"What does {place.name} export?", "{} mainly exports {}."
-                right = place.export
-                wrong = other.export if other.export != right else next(
-                    p.export for p in world if p.export != right)
+                right, wrong = place.export, other.capital
             else:
                 question, answer = f"Which country borders {place.name}?", "{} borders {}."
-                right = place.neighbour
-                wrong = other.name if other.name != right else other.neighbour
+                right, wrong = place.neighbour, rng.choice((other.capital, other.export))
             record = {"prompt": f"Question: {question}\nAnswer:", "chosen": " " + answer.format(place.name, right),
                       "rejected": " " + answer.format(place.name, wrong)}
             handle.write(json.dumps(record) + "\n")
