@@ -1,27 +1,32 @@
-"""Generation pipelines: supervised fine-tuning, continued pre-training, a comparison of fine-tuning methods and
-language-model distillation."""
+"""Generation pipelines: supervised fine-tuning, continued pre-training, a comparison of fine-tuning methods,
+language-model distillation and DPO."""
 
 from zenml import pipeline
 
 from finetune.params import (
     CausalLmParams,
+    DpoParams,
     GenerationEvalParams,
     InstructionDataParams,
     LmDistillationParams,
     MethodComparisonParams,
     MultipleChoiceDataParams,
+    PreferenceDataParams,
     PromotionParams,
     SftParams,
     TextDataParams,
 )
+from steps.data.fingerprint_dpo_preferences import fingerprint_dpo_preferences
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
 from steps.data.fingerprint_text_corpus import fingerprint_text_corpus
+from steps.data.load_dpo_preferences import load_dpo_preferences
 from steps.data.load_instructions import load_instructions
 from steps.data.load_multiple_choice import load_multiple_choice
 from steps.data.load_text_corpus import load_text_corpus
 from steps.evaluate.build_causal_lm_report import build_causal_lm_report
 from steps.evaluate.build_distillation_report import build_distillation_report
+from steps.evaluate.build_dpo_report import build_dpo_report
 from steps.evaluate.build_generation_report import build_generation_report
 from steps.evaluate.build_method_comparison_report import build_method_comparison_report
 from steps.evaluate.collect_method_result import collect_method_result
@@ -29,6 +34,7 @@ from steps.evaluate.compare_distilled_models import compare_distilled_models
 from steps.evaluate.evaluate_generations import evaluate_generations
 from steps.evaluate.evaluate_multiple_choice import evaluate_multiple_choice
 from steps.evaluate.evaluate_perplexity import evaluate_perplexity
+from steps.evaluate.evaluate_preference_pairs import evaluate_preference_pairs
 from steps.evaluate.few_shot_baseline import few_shot_baseline
 from steps.registry.hooks import discard_model_version_on_failure
 from steps.registry.log_model_metrics import log_model_metrics
@@ -36,6 +42,7 @@ from steps.registry.promote_generation_model import promote_generation_model
 from steps.train.distill_causal_lm_model import distill_causal_lm_model
 from steps.train.prepare_causal_lm import prepare_causal_lm
 from steps.train.train_causal_lm_model import train_causal_lm_model
+from steps.train.train_dpo_model import train_dpo_model
 from steps.train.train_sft_model import train_sft_model
 
 
@@ -139,3 +146,27 @@ def lm_distillation(
                                                    block_size=distillation.block_size)
     log_model_metrics(metrics, {}, training_stats)
     build_distillation_report(comparison, training_stats, baseline_stats, training_log, baseline_log)
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def dpo_alignment(
+    data: PreferenceDataParams,
+    dpo: DpoParams,
+    evaluation: GenerationEvalParams = GenerationEvalParams(),
+) -> None:
+    """DPO: preference pairs (JSONL or HH-RLHF transcripts) → starting model → TRL DPOTrainer (full or LoRA; the
+    reference explicit, the adapter-disabled base, or precomputed) → held-out preference accuracy and reward
+    margins → metrics on the model version → HTML report with preference agreement over training."""
+    fingerprints = fingerprint_dpo_preferences(data)
+    train, test, texts = load_dpo_preferences(data, fingerprints)
+    base_model_dir = prepare_causal_lm(dpo.model, texts, quantize_4bit=dpo.method.name == "qlora")
+    reference_dir = base_model_dir
+    if dpo.reference_model is not None:
+        reference_dir = prepare_causal_lm(dpo.reference_model, texts, id="prepare_reference")
+        model_dir, training_log, training_stats = train_dpo_model(base_model_dir, train, test, dpo,
+                                                                  reference_dir=reference_dir)
+    else:
+        model_dir, training_log, training_stats = train_dpo_model(base_model_dir, train, test, dpo)
+    metrics = evaluate_preference_pairs(model_dir, reference_dir, test, evaluation, beta=dpo.beta)
+    log_model_metrics(metrics, {}, training_stats)
+    build_dpo_report(metrics, training_stats, training_log)

@@ -1,0 +1,14 @@
+from typing import Annotated
+
+from zenml import step
+from zenml.types import HTMLString
+
+from finetune.generation.preference_report import dpo_report
+
+
+@step
+def build_dpo_report(
+    preference_metrics: dict[str, float], training_stats: dict, training_log: list[dict]
+) -> Annotated[HTMLString, "report"]:
+    """HTML report: held-out preference accuracy and margins, preference agreement over training, DPO loss."""
+    return HTMLString(dpo_report(preference_metrics, training_stats, training_log))
