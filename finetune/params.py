@@ -948,7 +948,7 @@ class LocalGenerator(Params):
 
     kind: Literal["local"] = "local"
     sft: SftParams
-    template: str = "{prompt}\nIntent: "
+    template: str = "{prompt}\nIntent:"  # no trailing space: BPE would glue it to the first word of the answer
 
     @model_validator(mode="after")
     def _template_has_prompt(self) -> LocalGenerator:

@@ -1,7 +1,7 @@
 """Generation pipelines: supervised fine-tuning, continued pre-training, a comparison of fine-tuning methods,
-language-model distillation and DPO."""
+language-model distillation, DPO, RLHF (reward model + RL) and retrieval-augmented intent generation."""
 
-from zenml import pipeline
+from zenml import Model, pipeline
 
 from finetune.params import (
     CausalLmParams,
@@ -13,17 +13,28 @@ from finetune.params import (
     MultipleChoiceDataParams,
     PreferenceDataParams,
     PromotionParams,
+    RagDataParams,
+    RagParams,
+    RegisteredModel,
+    RewardEvalParams,
+    RlhfDataParams,
+    RlhfParams,
     SftParams,
     TextDataParams,
 )
 from steps.data.fingerprint_dpo_preferences import fingerprint_dpo_preferences
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
+from steps.data.fingerprint_preferences import fingerprint_preferences
+from steps.data.fingerprint_rag_sources import fingerprint_rag_sources
 from steps.data.fingerprint_text_corpus import fingerprint_text_corpus
 from steps.data.load_dpo_preferences import load_dpo_preferences
 from steps.data.load_instructions import load_instructions
 from steps.data.load_multiple_choice import load_multiple_choice
+from steps.data.load_preference_pairs import load_preference_pairs
+from steps.data.load_rag_queries import load_rag_queries
 from steps.data.load_text_corpus import load_text_corpus
+from steps.data.retrieve_passages import retrieve_passages
 from steps.evaluate.build_causal_lm_report import build_causal_lm_report
 from steps.evaluate.build_distillation_report import build_distillation_report
 from steps.evaluate.build_dpo_report import build_dpo_report
@@ -34,15 +45,21 @@ from steps.evaluate.compare_distilled_models import compare_distilled_models
 from steps.evaluate.evaluate_generations import evaluate_generations
 from steps.evaluate.evaluate_multiple_choice import evaluate_multiple_choice
 from steps.evaluate.evaluate_perplexity import evaluate_perplexity
+from steps.evaluate.evaluate_policy_reward import evaluate_policy_reward
 from steps.evaluate.evaluate_preference_pairs import evaluate_preference_pairs
 from steps.evaluate.few_shot_baseline import few_shot_baseline
+from steps.evaluate.generate_intents import generate_intents
 from steps.registry.hooks import discard_model_version_on_failure
 from steps.registry.log_model_metrics import log_model_metrics
+from steps.registry.prepare_retriever import prepare_retriever
 from steps.registry.promote_generation_model import promote_generation_model
 from steps.train.distill_causal_lm_model import distill_causal_lm_model
 from steps.train.prepare_causal_lm import prepare_causal_lm
 from steps.train.train_causal_lm_model import train_causal_lm_model
 from steps.train.train_dpo_model import train_dpo_model
+from steps.train.train_intent_generator import train_intent_generator
+from steps.train.train_reward_model import train_reward_model
+from steps.train.train_rl_policy import train_rl_policy
 from steps.train.train_sft_model import train_sft_model
 
 
@@ -146,6 +163,47 @@ def lm_distillation(
                                                    block_size=distillation.block_size)
     log_model_metrics(metrics, {}, training_stats)
     build_distillation_report(comparison, training_stats, baseline_stats, training_log, baseline_log)
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def rlhf_training(
+    data: RlhfDataParams,
+    rlhf: RlhfParams,
+    evaluation: RewardEvalParams = RewardEvalParams(),
+) -> None:
+    """RLHF: preference pairs → reward model (TRL RewardTrainer, held-out pairwise accuracy) → the policy's mean
+    reward on held-out prompts → RLOO/GRPO against the reward model → mean reward again → metrics on the version."""
+    fingerprints = fingerprint_preferences(data)
+    train, test, texts = load_preference_pairs(data, fingerprints)
+    base_model_dir = prepare_causal_lm(rlhf.model, texts)
+    reward_model_dir, reward_model_metrics, _ = train_reward_model(base_model_dir, train, test, rlhf.reward)
+    before = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation, split="base_test",
+                                    id="evaluate_base_reward")
+    model_dir, _ = train_rl_policy(base_model_dir, reward_model_dir, train, rlhf)
+    after = evaluate_policy_reward(model_dir, reward_model_dir, test, evaluation)
+    log_model_metrics(after, before, reward_model_metrics)
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def rag_intent(data: RagDataParams, rag: RagParams) -> None:
+    """RAG intent generation: corpus + queries → top-k passages (BM25, or a dual encoder given as a spec or a
+    registered version) → prompt with the query and its passages → intent from a causal LM fine-tuned on the train
+    queries, or from an OpenAI-compatible endpoint (key from a ZenML secret) → retrieval recall and ROUGE."""
+    fingerprints = fingerprint_rag_sources(data)
+    corpus, train_queries, test_queries = load_rag_queries(data, fingerprints)
+    retriever, retriever_dir = rag.retriever, None
+    if retriever.kind == "dual_encoder":
+        if isinstance(retriever.model, RegisteredModel):
+            retriever_dir = Model(name=retriever.model.name, version=retriever.model.version).get_model_artifact(
+                "model_dir")
+        else:
+            retriever_dir = prepare_retriever(retriever, corpus, train_queries)
+    train, test, retrieval_metrics = retrieve_passages(corpus, train_queries, test_queries, rag, retriever_dir)
+    model_dir = None
+    if rag.generator.kind == "local":
+        base_model_dir = prepare_causal_lm(rag.generator.sft.model, train)
+        model_dir, _ = train_intent_generator(base_model_dir, train, rag.generator)
+    generate_intents(test, retrieval_metrics, rag, model_dir)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)

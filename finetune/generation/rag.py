@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from finetune.data.msmarco import read_collection, read_qrels, read_queries
+from finetune.data.msmarco import read_collection, read_qrels, read_queries, sha256_file
 from finetune.data.rag_demo import write_demo_rag
 from finetune.data.types import DataFormatError
 from finetune.params import DemoRag, HttpGenerator, RagDataParams, RagFiles, RagRetrieverParams
@@ -57,6 +57,12 @@ def rag_files(params: RagDataParams) -> RagFiles:
         return RagFiles(collection=paths["collection"], queries=paths["queries"], qrels=paths["qrels"],
                         intents=paths["intents"])
     return source
+
+
+def fingerprint_rag(params: RagDataParams) -> dict[str, str]:
+    """sha256 of the four files (the demo set is written first)."""
+    files = rag_files(params)
+    return {str(p): sha256_file(p) for p in (files.collection, files.queries, files.qrels, files.intents)}
 
 
 def load_rag_data(params: RagDataParams) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
@@ -114,8 +120,9 @@ def retrieve(corpus: Mapping[str, str], queries: Mapping[str, str], params: RagR
 
 def recall_at_k(retrieved: Mapping[str, Sequence[str]], supporting: Mapping[str, Sequence[str]], k: int) -> float:
     """Mean over queries with supporting passages of |supporting ∩ top-k| / |supporting| (others are skipped)."""
+    # len(), not truthiness: after a round trip through parquet the pid lists are numpy arrays.
     values = [len(set(retrieved.get(qid, [])[:k]) & set(pids)) / len(pids)
-              for qid, pids in supporting.items() if pids]
+              for qid, pids in supporting.items() if len(pids)]
     if not values:
         raise ValueError("no query has a supporting passage: recall is undefined")
     return sum(values) / len(values)

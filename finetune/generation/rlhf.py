@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from finetune.data.msmarco import sha256_file
 from finetune.data.rlhf_demo import write_demo_preferences
 from finetune.data.types import DataFormatError
 from finetune.device import Placement, resolve_placement
@@ -49,12 +50,23 @@ def read_preference_jsonl(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
+def preference_file(params: RlhfDataParams) -> Path:
+    """The JSONL file to read: the configured one, or the demo file written first."""
+    source = params.source
+    if isinstance(source, DemoRlhfPreferences):
+        return write_demo_preferences(Path(source.output_dir) / "pairs.jsonl", source.num_pairs, source.seed)
+    return Path(source.path)
+
+
+def fingerprint_preferences(params: RlhfDataParams) -> dict[str, str]:
+    """sha256 of the preference file (the demo file is written first)."""
+    path = preference_file(params)
+    return {str(path): sha256_file(path)}
+
+
 def load_preferences(params: RlhfDataParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read the pairs (the demo file is written first) and split them (seeded) into ``(train, test)``."""
-    source = params.source
-    path = (write_demo_preferences(Path(source.output_dir) / "pairs.jsonl", source.num_pairs, source.seed)
-            if isinstance(source, DemoRlhfPreferences) else source.path)
-    frame = read_preference_jsonl(path)
+    frame = read_preference_jsonl(preference_file(params))
     if params.max_pairs is not None:
         frame = frame.iloc[: params.max_pairs]
     order = list(range(len(frame)))

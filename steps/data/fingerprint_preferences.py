@@ -1,0 +1,15 @@
+from typing import Annotated
+
+from zenml import step
+
+from finetune.generation.rlhf import fingerprint_preferences as fingerprint
+from finetune.params import RlhfDataParams
+from steps.metadata import record
+
+
+@step(enable_cache=False)
+def fingerprint_preferences(data: RlhfDataParams) -> Annotated[dict[str, str], "source_fingerprints"]:
+    """sha256 of the preference file (written first for the demo); never cached, so edits are always seen."""
+    digests = fingerprint(data)
+    record({"fingerprints": digests})
+    return digests
