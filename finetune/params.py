@@ -801,36 +801,6 @@ class GenerationEvalParams(Params):
 # ------------------------------------------------------------------------------------ RLHF: reward model + RL
 
 
-class RlhfPreferenceFile(Params):
-    """Preference pairs as JSON Lines ``{"prompt", "chosen", "rejected"}`` (the completions continue the prompt)."""
-
-    kind: Literal["jsonl"] = "jsonl"
-    path: Path
-
-
-class DemoRlhfPreferences(Params):
-    """Questions about the demo world's places: chosen = the asked fact, rejected = another fact of the same place
-    (a wrong kind of answer, e.g. a year for a capital), written as preference JSONL and read back by the loader."""
-
-    kind: Literal["demo"] = "demo"
-    output_dir: Path = Path(".demo_data/rlhf")
-    num_pairs: int = Field(400, ge=8)
-    seed: int = 0
-
-
-RlhfPreferenceSource = Annotated[RlhfPreferenceFile | DemoRlhfPreferences, Field(discriminator="kind")]
-
-
-class RlhfDataParams(Params):
-    """Preference pairs split (seeded) into reward-model training pairs and held-out pairs; the held-out prompts are
-    also the ones the policy's reward is measured on before and after RL."""
-
-    source: RlhfPreferenceSource
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    split_seed: int = 13
-    max_pairs: int | None = Field(None, ge=2)
-
-
 class RewardModelParams(Params):
     """TRL ``RewardTrainer`` (Bradley-Terry loss −log σ(r_chosen − r_rejected)) on a sequence-classification head
     (``num_labels=1``) put on the policy's base model. ``center_rewards_coefficient`` adds c·(r_c + r_r)² to keep

@@ -17,7 +17,6 @@ from finetune.params import (
     RagParams,
     RegisteredModel,
     RewardEvalParams,
-    RlhfDataParams,
     RlhfParams,
     SftParams,
     TextDataParams,
@@ -25,13 +24,11 @@ from finetune.params import (
 from steps.data.fingerprint_dpo_preferences import fingerprint_dpo_preferences
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
-from steps.data.fingerprint_preferences import fingerprint_preferences
 from steps.data.fingerprint_rag_sources import fingerprint_rag_sources
 from steps.data.fingerprint_text_corpus import fingerprint_text_corpus
 from steps.data.load_dpo_preferences import load_dpo_preferences
 from steps.data.load_instructions import load_instructions
 from steps.data.load_multiple_choice import load_multiple_choice
-from steps.data.load_preference_pairs import load_preference_pairs
 from steps.data.load_rag_queries import load_rag_queries
 from steps.data.load_text_corpus import load_text_corpus
 from steps.data.retrieve_passages import retrieve_passages
@@ -167,14 +164,14 @@ def lm_distillation(
 
 @pipeline(on_failure=discard_model_version_on_failure)
 def rlhf_training(
-    data: RlhfDataParams,
+    data: PreferenceDataParams,
     rlhf: RlhfParams,
     evaluation: RewardEvalParams = RewardEvalParams(),
 ) -> None:
     """RLHF: preference pairs → reward model (TRL RewardTrainer, held-out pairwise accuracy) → the policy's mean
     reward on held-out prompts → RLOO/GRPO against the reward model → mean reward again → metrics on the version."""
-    fingerprints = fingerprint_preferences(data)
-    train, test, texts = load_preference_pairs(data, fingerprints)
+    fingerprints = fingerprint_dpo_preferences(data)
+    train, test, texts = load_dpo_preferences(data, fingerprints)
     base_model_dir = prepare_causal_lm(rlhf.model, texts)
     reward_model_dir, reward_model_metrics, _ = train_reward_model(base_model_dir, train, test, rlhf.reward)
     before = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation, split="base_test",

@@ -9,71 +9,17 @@ read identical inputs.
 
 from __future__ import annotations
 
-import json
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from finetune.data.msmarco import sha256_file
-from finetune.data.rlhf_demo import write_demo_preferences
-from finetune.data.types import DataFormatError
 from finetune.device import Placement, resolve_placement
-from finetune.params import DemoRlhfPreferences, RewardEvalParams, RewardModelParams, RlhfDataParams, RlParams
+from finetune.params import RewardEvalParams, RewardModelParams, RlParams
 from finetune.training import common_training_arguments, loss_history
 
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
-
-
-def read_preference_jsonl(path: str | Path) -> pd.DataFrame:
-    """JSON Lines ``{"prompt", "chosen", "rejected"}`` (non-empty strings) → a frame with those columns.
-
-    Raises:
-        DataFormatError: ``<path>:<line>: ...`` for invalid JSON or a missing/empty/non-string field.
-    """
-    rows = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataFormatError(f"{path}:{lineno}: invalid JSON ({error.msg})") from None
-        for key in PAIR_COLUMNS:
-            if not isinstance(record, dict) or not isinstance(record.get(key), str) or not record[key].strip():
-                raise DataFormatError(f"{path}:{lineno}: '{key}' must be a non-empty string")
-        rows.append({k: record[k] for k in PAIR_COLUMNS})
-    if not rows:
-        raise DataFormatError(f"{path}: no preference pairs")
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
-
-
-def preference_file(params: RlhfDataParams) -> Path:
-    """The JSONL file to read: the configured one, or the demo file written first."""
-    source = params.source
-    if isinstance(source, DemoRlhfPreferences):
-        return write_demo_preferences(Path(source.output_dir) / "pairs.jsonl", source.num_pairs, source.seed)
-    return Path(source.path)
-
-
-def fingerprint_preferences(params: RlhfDataParams) -> dict[str, str]:
-    """sha256 of the preference file (the demo file is written first)."""
-    path = preference_file(params)
-    return {str(path): sha256_file(path)}
-
-
-def load_preferences(params: RlhfDataParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the pairs (the demo file is written first) and split them (seeded) into ``(train, test)``."""
-    frame = read_preference_jsonl(preference_file(params))
-    if params.max_pairs is not None:
-        frame = frame.iloc[: params.max_pairs]
-    order = list(range(len(frame)))
-    random.Random(params.split_seed).shuffle(order)
-    n_test = max(1, round(len(frame) * params.test_fraction))
-    return (frame.iloc[sorted(order[n_test:])].reset_index(drop=True),
-            frame.iloc[sorted(order[:n_test])].reset_index(drop=True))
 
 
 def load_reward_model(model_dir: str | Path, device: str = "cpu"):

@@ -1,30 +1,21 @@
 """Reward model (TRL RewardTrainer) and RL (TRL RLOO/GRPO) on tiny GPT-2 models, offline."""
 
-import json
-
 import pandas as pd
 import pytest
 
-from finetune.data.rlhf_demo import demo_preference_pairs
-from finetune.data.types import DataFormatError
 from finetune.generation.rlhf import (
     RewardScorer,
-    load_preferences,
     load_reward_model,
     mean_reward,
     pairwise_accuracy,
-    read_preference_jsonl,
     reward_log,
     train_policy,
     train_reward_model,
 )
 from finetune.models.causal import build_tiny_causal_lm
 from finetune.params import (
-    DemoRlhfPreferences,
     RewardEvalParams,
     RewardModelParams,
-    RlhfDataParams,
-    RlhfPreferenceFile,
     RlParams,
     TinyGpt2Model,
     TrainingParams,
@@ -98,26 +89,3 @@ def test_rl_raises_the_mean_reward_on_a_toy_reward(tiny_base, tmp_path, algorith
     log = reward_log(result.log_history)
     assert [e["step"] for e in log] == [10, 20, 30, 40]
     assert after > before + 0.5, (before, after)
-
-
-def test_preference_jsonl_errors_name_file_and_line(tmp_path):
-    path = tmp_path / "pairs.jsonl"
-    path.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n"
-                    + json.dumps({"prompt": "q", "chosen": "", "rejected": "b"}) + "\n")
-    with pytest.raises(DataFormatError, match=r"pairs.jsonl:2: 'chosen' must be a non-empty string"):
-        read_preference_jsonl(path)
-    path.write_text("{not json\n")
-    with pytest.raises(DataFormatError, match=r"pairs.jsonl:1: invalid JSON"):
-        read_preference_jsonl(path)
-
-
-def test_demo_pairs_split_and_round_trip(tmp_path):
-    params = RlhfDataParams(source=DemoRlhfPreferences(output_dir=tmp_path, num_pairs=40), test_fraction=0.25)
-    train, test = load_preferences(params)
-    assert (len(train), len(test)) == (30, 10)
-    records = demo_preference_pairs(40)
-    assert sorted(train["prompt"].tolist() + test["prompt"].tolist()) == sorted(r["prompt"] for r in records)
-    assert all(r["chosen"] != r["rejected"] and r["prompt"].startswith("Question: ") for r in records)
-    files = load_preferences(RlhfDataParams(source=RlhfPreferenceFile(path=tmp_path / "pairs.jsonl"),
-                                            test_fraction=0.25))
-    pd.testing.assert_frame_equal(files[0], train)
