@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.curriculum_dl19
 	$(BIN)/python -m bench.ranking_distillation_dl19
 	$(BIN)/python -m bench.generation_wikitext
+	$(BIN)/python -m bench.lm_distillation_wikitext
+	$(BIN)/python -m bench.dpo_hh_rlhf
 
 clean:
 	rm -rf .demo_data .pytest_cache
