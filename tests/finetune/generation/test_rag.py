@@ -154,3 +154,34 @@ def test_http_generator_retries_server_errors_and_reports_without_the_key(stub_s
 def test_http_generator_without_a_key_sends_no_authorization(stub_server):
     assert generate_http(["y"], HttpGenerator(base_url=stub_server, model="m"), None, 5) == ["intent: y"]
     assert _Stub.requests[0]["auth"] is None
+
+
+def test_dual_encoder_retrieval_with_the_packaged_minilm(toy_ranking, tmp_path):
+    """all-MiniLM-L6-v2 puts each "capital of X" passage first, above "the capital of a company is its money"."""
+    from finetune.params import PackagedModel
+    from finetune.ranking.distillation import save_teacher
+
+    model_dir, _, _ = save_teacher(PackagedModel(), "dual_encoder", tmp_path / "retriever", [])
+    params = RagRetrieverParams(kind="dual_encoder", model=PackagedModel(), k=3)
+    retrieved = retrieve(toy_ranking.corpus, toy_ranking.queries, params, model_dir)
+    assert [retrieved[q][0] for q in ("1", "2", "3", "4")] == ["10", "12", "14", "16"]
+    assert all(len(pids) == 3 and len(set(pids)) == 3 for pids in retrieved.values())
+    with pytest.raises(ValueError, match="needs its model directory"):
+        retrieve(toy_ranking.corpus, toy_ranking.queries, params)
+
+
+def test_dual_encoder_retriever_needs_a_model():
+    with pytest.raises(ValueError, match="retriever.model: a dual_encoder retriever needs a model"):
+        RagRetrieverParams(kind="dual_encoder")
+
+
+def test_api_key_from_the_environment(monkeypatch):
+    from finetune.generation.rag import api_key_from_env
+
+    generator = HttpGenerator(base_url="http://127.0.0.1:1", model="m", api_key_env="RAG_TEST_KEY")
+    monkeypatch.delenv("RAG_TEST_KEY", raising=False)
+    with pytest.raises(ValueError, match="environment variable RAG_TEST_KEY is not set"):
+        api_key_from_env(generator)
+    monkeypatch.setenv("RAG_TEST_KEY", SECRET)
+    assert api_key_from_env(generator) == SECRET
+    assert api_key_from_env(HttpGenerator(base_url="http://127.0.0.1:1", model="m")) is None
