@@ -852,6 +852,7 @@ class RewardEvalParams(Params):
     max_prompts: int | None = Field(None, ge=1)
     batch_size: int = Field(16, ge=1)
     seed: int = 0
+    device: DeviceName = "auto"
 
 
 # ------------------------------------------------------------------------------------ RAG intent generation
@@ -956,6 +957,7 @@ class RagParams(Params):
     max_new_tokens: int = Field(24, ge=1)
     batch_size: int = Field(8, ge=1)
     num_samples: int = Field(10, ge=0)
+    device: DeviceName = "auto"  # where the local generator and the dual encoder run
 
     @model_validator(mode="after")
     def _template(self) -> RagParams:

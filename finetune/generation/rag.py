@@ -96,7 +96,7 @@ def load_rag_data(params: RagDataParams) -> tuple[dict[str, str], pd.DataFrame, 
 
 
 def retrieve(corpus: Mapping[str, str], queries: Mapping[str, str], params: RagRetrieverParams,
-             dense_model_dir: str | Path | None = None) -> dict[str, list[str]]:
+             dense_model_dir: str | Path | None = None, device: str = "auto") -> dict[str, list[str]]:
     """Top-``k`` pids per query, best first, by BM25 or by the dual encoder saved in ``dense_model_dir``."""
     if params.kind == "bm25":
         from finetune.ranking.bm25 import bm25_retrieve
@@ -110,7 +110,7 @@ def retrieve(corpus: Mapping[str, str], queries: Mapping[str, str], params: RagR
     from finetune.ranking.dense_search import exact_search
     from finetune.ranking.dual_encoder import encode, load_dual_encoder
 
-    model = load_dual_encoder(dense_model_dir)
+    model = load_dual_encoder(dense_model_dir, device)
     pids, qids = list(corpus), list(queries)
     passages = encode(model, [corpus[p] for p in pids], "document", params.batch_size)
     query_vectors = encode(model, [queries[q] for q in qids], "query", params.batch_size)
@@ -205,12 +205,12 @@ def api_key_from_env(generator: HttpGenerator) -> str | None:
 
 
 def generate_local(model_dir: str | Path, prompts: Sequence[str], template: str, max_new_tokens: int,
-                   batch_size: int = 8) -> list[str]:
+                   batch_size: int = 8, device: str = "cpu") -> list[str]:
     """Greedy intents from a fine-tuned causal LM; each prompt is rendered with the training ``template``."""
     from finetune.generation.evaluation import generate_responses
     from finetune.models.causal import load_causal_lm
 
-    model, tokenizer = load_causal_lm(model_dir)
+    model, tokenizer = load_causal_lm(model_dir, device=device)
     rendered = [template.format(prompt=p) for p in prompts]
     return [r.strip() for r in generate_responses(model, tokenizer, rendered, max_new_tokens, batch_size,
                                                   stop=("\n",))]

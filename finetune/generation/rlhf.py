@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from finetune.device import Placement, resolve_placement
+from finetune.device import Placement, resolve_device, resolve_placement
 from finetune.params import RewardEvalParams, RewardModelParams, RlParams
 from finetune.training import common_training_arguments, loss_history
 
@@ -184,14 +184,14 @@ def sample_completions(model_dir: str | Path, prompts: Sequence[str], params: Re
 
     from finetune.models.causal import load_causal_lm
 
-    model, tokenizer = load_causal_lm(model_dir)
+    model, tokenizer = load_causal_lm(model_dir, device=resolve_device(params.device))
     tokenizer.padding_side = "left"
     torch.manual_seed(params.seed)
     sampled = params.num_samples > 1
     completions: list[list[str]] = []
     for start in range(0, len(prompts), params.batch_size):
         batch = tokenizer(list(prompts[start:start + params.batch_size]), return_tensors="pt", padding=True,
-                          add_special_tokens=False)
+                          add_special_tokens=False).to(model.device)
         with torch.inference_mode():
             output = model.generate(**batch, max_new_tokens=params.max_new_tokens, do_sample=sampled,
                                     temperature=params.temperature if sampled else None, top_k=0 if sampled else None,

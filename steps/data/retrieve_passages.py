@@ -28,7 +28,8 @@ def retrieve_passages(
     metrics, examples = {}, {}
     for split, queries in (("train", train_queries), ("test", test_queries)):
         path = None if retriever_model_dir is None else retriever_model_dir.path
-        retrieved = retrieve(passages, dict(zip(queries["qid"], queries["query"], strict=True)), retriever, path)
+        retrieved = retrieve(passages, dict(zip(queries["qid"], queries["query"], strict=True)), retriever, path,
+                             rag.device)
         supporting = dict(zip(queries["qid"], queries["supporting"], strict=True))
         metrics[f"{split}_recall@{k}"] = recall_at_k(retrieved, supporting, k)
         examples[split] = rag_examples(queries, retrieved, passages, rag.prompt_template, retriever.passage_chars)

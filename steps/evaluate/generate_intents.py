@@ -3,6 +3,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import step
 
+from finetune.device import resolve_device
 from finetune.generation.evaluation import generation_metrics, sample_table
 from finetune.generation.rag import generate_http, generate_local
 from finetune.models.directory import ModelDirectory
@@ -40,7 +41,8 @@ def generate_intents(
     else:
         if model_dir is None:
             raise ValueError("a local generator needs its trained model_dir")
-        predictions = generate_local(model_dir.path, prompts, generator.template, rag.max_new_tokens, rag.batch_size)
+        predictions = generate_local(model_dir.path, prompts, generator.template, rag.max_new_tokens, rag.batch_size,
+                                     resolve_device(rag.device))
     metrics = {**retrieval_metrics, **generation_metrics(predictions, references, "test")}
     record(metrics)
     rows = sample_table(prompts, references, predictions, rag.num_samples)

@@ -88,4 +88,5 @@ def test_rl_raises_the_mean_reward_on_a_toy_reward(tiny_base, tmp_path, algorith
     after = mean_reward(result.model_dir, _count_up, prompts, evaluation)
     log = reward_log(result.log_history)
     assert [e["step"] for e in log] == [10, 20, 30, 40]
-    assert after > before + 0.5, (before, after)
+    # Measured on CPU: 0.08 → 4.19 "up"s per 8-token completion with RLOO, 0.08 → 3.34 with GRPO.
+    assert before < 0.5 and after > 2.0, (before, after)
