@@ -37,6 +37,8 @@ from steps.evaluate.build_distillation_report import build_distillation_report
 from steps.evaluate.build_dpo_report import build_dpo_report
 from steps.evaluate.build_generation_report import build_generation_report
 from steps.evaluate.build_method_comparison_report import build_method_comparison_report
+from steps.evaluate.build_rag_report import build_rag_report
+from steps.evaluate.build_rlhf_report import build_rlhf_report
 from steps.evaluate.collect_method_result import collect_method_result
 from steps.evaluate.compare_distilled_models import compare_distilled_models
 from steps.evaluate.evaluate_generations import evaluate_generations
@@ -169,23 +171,26 @@ def rlhf_training(
     evaluation: RewardEvalParams = RewardEvalParams(),
 ) -> None:
     """RLHF: preference pairs → reward model (TRL RewardTrainer, held-out pairwise accuracy) → the policy's mean
-    reward on held-out prompts → RLOO/GRPO against the reward model → mean reward again → metrics on the version."""
+    reward on held-out prompts → RLOO/GRPO against the reward model → mean reward again → metrics on the version
+    → HTML report."""
     fingerprints = fingerprint_dpo_preferences(data)
     train, test, texts = load_dpo_preferences(data, fingerprints)
     base_model_dir = prepare_causal_lm(rlhf.model, texts)
-    reward_model_dir, reward_model_metrics, _ = train_reward_model(base_model_dir, train, test, rlhf.reward)
+    reward_model_dir, reward_model_metrics, reward_log = train_reward_model(base_model_dir, train, test, rlhf.reward)
     before = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation, split="base_test",
                                     id="evaluate_base_reward")
-    model_dir, _ = train_rl_policy(base_model_dir, reward_model_dir, train, rlhf)
+    model_dir, training_log = train_rl_policy(base_model_dir, reward_model_dir, train, rlhf)
     after = evaluate_policy_reward(model_dir, reward_model_dir, test, evaluation)
     log_model_metrics(after, before, reward_model_metrics)
+    build_rlhf_report(reward_model_metrics, before, after, reward_log, training_log)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
 def rag_intent(data: RagDataParams, rag: RagParams) -> None:
     """RAG intent generation: corpus + queries → top-k passages (BM25, or a dual encoder given as a spec or a
     registered version) → prompt with the query and its passages → intent from a causal LM fine-tuned on the train
-    queries, or from an OpenAI-compatible endpoint (key from a ZenML secret) → retrieval recall and ROUGE."""
+    queries, or from an OpenAI-compatible endpoint (key from a ZenML secret) → retrieval recall and ROUGE → HTML
+    report."""
     fingerprints = fingerprint_rag_sources(data)
     corpus, train_queries, test_queries = load_rag_queries(data, fingerprints)
     retriever, retriever_dir = rag.retriever, None
@@ -200,7 +205,8 @@ def rag_intent(data: RagDataParams, rag: RagParams) -> None:
     if rag.generator.kind == "local":
         base_model_dir = prepare_causal_lm(rag.generator.sft.model, train)
         model_dir, _ = train_intent_generator(base_model_dir, train, rag.generator)
-    generate_intents(test, retrieval_metrics, rag, model_dir)
+    metrics, samples = generate_intents(test, retrieval_metrics, rag, model_dir)
+    build_rag_report(metrics, samples)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)

@@ -63,6 +63,8 @@ def test_rlhf_training_reward_model_and_policy(tmp_path, zenml_client):
     assert version.run_metadata["test_mean_reward"] == pytest.approx(after)
     assert version.run_metadata["base_test_mean_reward"] == pytest.approx(before)
     assert version.run_metadata["test_pairwise_accuracy"] == pytest.approx(reward_metrics["test_pairwise_accuracy"])
+    report = _output(run, "build_rlhf_report", "report")
+    assert report.count("data:image/png;base64,") == 2 and f"{after:.4f}" in report
 
 
 def test_rag_intent_local_generator_with_bm25(tmp_path, zenml_client):
@@ -91,6 +93,8 @@ def test_rag_intent_local_generator_with_bm25(tmp_path, zenml_client):
     assert all(e.startswith("Passages:\n[1] ") and "\n[2] " in e and "\n[3] " not in e for e in test_examples["prompt"])
     samples = _output(run, "generate_intents", "sample_generations")
     assert len(samples) == 10 and samples["rougeL"].is_monotonic_increasing
+    report = _output(run, "build_rag_report", "report")
+    assert f"{metrics['test_rougeL']:.4f}" in report and "test_recall@2" in report
 
 
 class _Stub(BaseHTTPRequestHandler):

@@ -1,0 +1,37 @@
+"""HTML reports of ``rlhf_training`` (reward model, reward during RL, reward before/after) and ``rag_intent``
+(retrieval recall, generation metrics, sample intents)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from finetune.reports import _img, html_table, plot_curves, render_report
+
+
+def rlhf_report(reward_model_metrics: Mapping[str, float], before: Mapping[str, float], after: Mapping[str, float],
+                reward_log: Sequence[Mapping[str, object]], rl_log: Sequence[Mapping[str, object]]) -> str:
+    """Reward model (held-out accuracy, margin, training loss), mean reward before/after RL, reward during RL."""
+    sections = [
+        ("Reward model on held-out pairs", html_table([{"metric": k, "value": v}
+                                                       for k, v in reward_model_metrics.items()])),
+        ("Policy: mean reward on held-out prompts", html_table([
+            {"policy": "starting model", "mean reward": before.get("base_test_mean_reward")},
+            {"policy": "after RL", "mean reward": after.get("test_mean_reward")}])),
+    ]
+    loss = [(float(e["step"]), float(e["loss"])) for e in reward_log if "loss" in e and "step" in e]
+    if loss:
+        sections.append(("Reward-model training loss",
+                         _img(plot_curves({"Bradley-Terry loss": loss}, "step", "loss"), "reward model loss")))
+    rewards = [(float(e["step"]), float(e["reward"])) for e in rl_log if "reward" in e and "step" in e]
+    if rewards:
+        sections.append(("Mean reward of sampled completions during RL",
+                         _img(plot_curves({"reward": rewards}, "step", "mean reward"), "reward during RL")))
+    return render_report("RLHF: reward model and RL", sections)
+
+
+def rag_report(metrics: Mapping[str, float], samples: Sequence[Mapping[str, object]]) -> str:
+    """Retrieval recall and generation metrics in one table, then sample intents (worst ROUGE-L first)."""
+    return render_report("RAG intent generation", [
+        ("Metrics", html_table([{"metric": k, "value": v} for k, v in metrics.items()])),
+        ("Sample intents (worst ROUGE-L first)", html_table(list(samples))),
+    ])

@@ -1,0 +1,20 @@
+"""HTML reports of rlhf_training and rag_intent."""
+
+from finetune.generation.rlhf_rag_reports import rag_report, rlhf_report
+
+
+def test_rlhf_report_tables_and_plots():
+    reward_log = [{"step": 5, "loss": 0.69}, {"step": 10, "loss": 0.41}]
+    rl_log = [{"step": 5, "reward": 0.1, "loss": 0.0}, {"step": 10, "reward": 0.7}, {"train_runtime": 1.0}]
+    page = rlhf_report({"test_pairwise_accuracy": 0.875}, {"base_test_mean_reward": 0.25},
+                       {"test_mean_reward": 1.5}, reward_log, rl_log)
+    assert "0.8750" in page and "0.2500" in page and "1.5000" in page
+    assert page.count("data:image/png;base64,") == 2  # reward-model loss, reward during RL
+    assert rlhf_report({}, {}, {}, [], []).count("data:image/png") == 0
+
+
+def test_rag_report_escapes_sample_text():
+    page = rag_report({"test_recall@3": 0.5, "test_rougeL": 0.25},
+                      [{"prompt": "<b>q</b>", "reference": "find x", "generated": "find y", "rougeL": 0.5}])
+    assert "test_recall@3" in page and "0.2500" in page
+    assert "&lt;b&gt;q&lt;/b&gt;" in page and "<b>q</b>" not in page
