@@ -67,13 +67,14 @@ def test_rlhf_training_reward_model_and_policy(tmp_path, zenml_client):
     assert report.count("data:image/png;base64,") == 2 and f"{after:.4f}" in report
 
 
-def test_rag_intent_local_generator_with_bm25(tmp_path, zenml_client):
+def test_rag_intent_local_generator_with_a_dual_encoder(tmp_path, zenml_client):
     run = _run("rag_intent", tmp_path, {
         "model": {"name": f"rag_{uuid.uuid4().hex[:8]}"},
         "parameters": {
             "data": {"source": {"kind": "demo", "output_dir": str(tmp_path / "rag"), "num_queries": 40,
                                 "passages_per_query": 4}},
-            "rag": {"retriever": {"kind": "bm25", "k": 2, "passage_chars": 60}, "max_new_tokens": 8,
+            "rag": {"retriever": {"kind": "dual_encoder", "model": {"kind": "package"}, "k": 2, "passage_chars": 60},
+                    "max_new_tokens": 8, "device": "cpu",
                     "generator": {"kind": "local", "sft": {
                         "model": TINY, "method": {"name": "full"},
                         "training": {"max_steps": 20, "per_device_batch_size": 8, "learning_rate": 5e-3,
@@ -91,6 +92,7 @@ def test_rag_intent_local_generator_with_bm25(tmp_path, zenml_client):
     assert len(test_queries) == len(test_examples) == 10  # 40 × 0.25
     assert test_examples["response"].tolist() == test_queries["intent"].tolist()
     assert all(e.startswith("Passages:\n[1] ") and "\n[2] " in e and "\n[3] " not in e for e in test_examples["prompt"])
+    assert _output(run, "prepare_retriever", "retriever_model_dir").kind == "dual_encoder"
     samples = _output(run, "generate_intents", "sample_generations")
     assert len(samples) == 10 and samples["rougeL"].is_monotonic_increasing
     report = _output(run, "build_rag_report", "report")
