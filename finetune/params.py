@@ -804,7 +804,8 @@ class GenerationEvalParams(Params):
 class RewardModelParams(Params):
     """TRL ``RewardTrainer`` (Bradley-Terry loss −log σ(r_chosen − r_rejected)) on a sequence-classification head
     (``num_labels=1``) put on the policy's base model. ``center_rewards_coefficient`` adds c·(r_c + r_r)² to keep
-    rewards near zero (InstructGPT-style centring; None: off)."""
+    rewards near zero (InstructGPT-style centring; None: off). ``RewardTrainer`` drops training pairs whose prompt +
+    answer exceeds ``training.max_length`` tokens (it does not truncate them)."""
 
     training: TrainingParams = Field(default_factory=TrainingParams)
     center_rewards_coefficient: float | None = Field(None, ge=0.0)
