@@ -106,12 +106,24 @@ def test_distilled_student_learns_from_the_teacher(corpus, tmp_path):
     assert all(r["test_perplexity"] == pytest.approx(math.exp(r["test_nll"])) for r in rows)
 
 
-def test_alpha_zero_never_runs_the_teacher(corpus, tmp_path):
+def test_alpha_zero_never_runs_the_teacher(corpus, tmp_path, monkeypatch):
+    import transformers
+
     train, validation, _ = corpus
     texts = train["text"].tolist()
     teacher = build_tiny_causal_lm(TinyGpt2Model(hidden_size=32, vocab_size=400), tmp_path / "t", texts)
+    load = transformers.AutoModelForCausalLM.from_pretrained
+
+    def load_with_a_teacher_that_must_not_run(path, *args, **kwargs):
+        model = load(path, *args, **kwargs)
+        if str(path) == str(teacher):
+            model.forward = lambda *a, **k: pytest.fail("the teacher ran with alpha = 0")
+        return model
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", load_with_a_teacher_that_must_not_run)
     params = LmDistillationParams(teacher={"kind": "local", "path": str(teacher)},
                                   student={"kind": "tiny_gpt2", "hidden_size": 16, "vocab_size": 400},
                                   training={**TRAINING, "max_steps": 2}, alpha=0.0, block_size=32)
     result = distill_causal_lm(train, validation, teacher, params, tmp_path / "ce")
-    assert not [e for e in result.log_history if "kd_kl" in e] and result.stats["alpha"] == 0.0
+    assert result.stats["steps"] == 2 and result.stats["alpha"] == 0.0
+    assert not [e for e in result.log_history if "kd_kl" in e]
