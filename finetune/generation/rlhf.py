@@ -39,7 +39,11 @@ def load_reward_model(model_dir: str | Path, device: str = "cpu"):
 
 
 class RewardScorer:
-    """Scores ``prompt + completion + EOS`` with a reward model; callable with TRL's reward-function signature."""
+    """Scores ``prompt + completion + EOS`` with a reward model; callable with TRL's reward-function signature.
+
+    Texts are tokenized as ``RewardTrainer`` tokenizes them: EOS appended as text, the tokenizer's own special tokens
+    added (a Llama BOS), so the model scores what it was trained on.
+    """
 
     __name__ = "reward_model"  # TRL names the logged reward column after the callable
 
@@ -58,7 +62,7 @@ class RewardScorer:
         for start in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
                                    padding_side="right", truncation=True, max_length=self.max_length,
-                                   add_special_tokens=False).to(device)
+                                   add_special_tokens=True).to(device)
             with torch.inference_mode():
                 scores += self.model(**batch).logits[:, 0].float().tolist()
         return scores
