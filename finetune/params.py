@@ -1070,7 +1070,9 @@ class LmDistillationParams(Params):
     checked before training. ``teacher_training`` first trains the teacher on the same corpus (the demo's tiny
     teacher; leave it out for a pre-trained teacher such as gpt2-medium). ``top_k`` restricts the KL term to the
     teacher's ``k`` most likely tokens per position (renormalised), the usual trade when teacher logits are stored.
-    The same student is also trained with ``α = 0`` (no teacher) as the baseline of the report.
+    ``cache_top_k`` runs the teacher once over the training blocks before training and keeps only those top-k
+    logits and token ids (tokens × k pairs: 115 demo blocks × 64 tokens × k 16 = 118k pairs), so no teacher is in memory
+    while the student trains. The same student is also trained with ``α = 0`` (no teacher) as the report's baseline.
     """
 
     teacher: CausalModelSpec
@@ -1081,11 +1083,14 @@ class LmDistillationParams(Params):
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     temperature: float = Field(2.0, gt=0.0)
     top_k: int | None = Field(None, ge=1)
+    cache_top_k: bool = False
     block_size: int = Field(128, ge=8)
 
     @model_validator(mode="after")
     def _compatible(self) -> LmDistillationParams:
         _check_method_and_training(self.method, self.training)
+        if self.cache_top_k and self.top_k is None:
+            raise ValueError("cache_top_k needs top_k (how many teacher logits to keep per position)")
         return self
 
     def student_params(self) -> CausalLmParams:

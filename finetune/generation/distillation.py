@@ -3,7 +3,8 @@
 Loss per predicted token: ``α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, next token)`` (Hinton et al. 2015;
 the ``τ²`` keeps the soft-target gradients on the scale of the hard-target ones when ``τ`` changes). No stable
 library trainer has exactly this (TRL's GKD lives in ``trl.experimental``), so ``DistillationTrainer`` is a
-transformers ``Trainer`` whose ``compute_loss`` runs the frozen teacher on the same batch. Everything else (data
+transformers ``Trainer`` whose ``compute_loss`` runs the frozen teacher on the same batch (or reads the teacher's
+top-k logits cached in one pass before training, ``cache_top_k``). Everything else (data
 packing into blocks, methods, arguments, measurements, saving) is the continued pre-training code of
 ``finetune.generation.training``.
 """
@@ -43,26 +44,52 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
         alpha: Weight of the distillation term (0: cross-entropy only, 1: teacher only).
         temperature: ``τ``; both distributions are softened by it, the cross-entropy is not.
         top_k: Keep only the teacher's ``k`` largest logits per position (renormalised over them) and compare the
-            student's full-vocabulary log-probabilities at those tokens.
+            student's full-vocabulary log-probabilities at those tokens (``kd_loss_top_k``).
 
     Returns:
         ``(loss, kl, ce)``.
     """
-    student = student_logits[:, :-1].float()
-    teacher = teacher_logits[:, :-1].float()
+    if top_k is not None:
+        values, indices = teacher_logits.topk(min(top_k, teacher_logits.shape[-1]), dim=-1)
+        return kd_loss_top_k(student_logits, values, indices, labels, alpha, temperature)
+    student, targets, (teacher,) = _scored(student_logits, labels, teacher_logits)
+    log_p = F.log_softmax(teacher.float() / temperature, dim=-1)
+    return _combine(log_p, F.log_softmax(student / temperature, dim=-1), student, targets, alpha, temperature)
+
+
+def kd_loss_top_k(student_logits: torch.Tensor, teacher_values: torch.Tensor, teacher_indices: torch.Tensor,
+                  labels: torch.Tensor, alpha: float, temperature: float):
+    """``kd_loss`` from the teacher's top-k logits ``(batch, length, k)`` and their token ids (cached or fresh)."""
+    student, targets, (values, indices) = _scored(student_logits, labels, teacher_values, teacher_indices)
+    log_p = F.log_softmax(values.float() / temperature, dim=-1)
+    log_q = F.log_softmax(student / temperature, dim=-1).gather(-1, indices.long())
+    return _combine(log_p, log_q, student, targets, alpha, temperature)
+
+
+def _scored(student_logits, labels, *teacher):
     targets = labels[:, 1:]
     scored = targets != -100
-    student, teacher, targets = student[scored], teacher[scored], targets[scored]
+    return student_logits[:, :-1].float()[scored], targets[scored], [t[:, :-1][scored] for t in teacher]
+
+
+def _combine(log_p, log_q, student, targets, alpha: float, temperature: float):
     ce = F.cross_entropy(student, targets)
-    log_q = F.log_softmax(student / temperature, dim=-1)
-    if top_k is not None:
-        values, indices = teacher.topk(min(top_k, teacher.shape[-1]), dim=-1)
-        log_p = F.log_softmax(values / temperature, dim=-1)
-        log_q = log_q.gather(-1, indices)
-    else:
-        log_p = F.log_softmax(teacher / temperature, dim=-1)
     kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
     return alpha * temperature**2 * kl + (1.0 - alpha) * ce, kl, ce
+
+
+def teacher_top_k(teacher, blocks: list[list[int]], k: int, batch_size: int = 16) -> tuple[list, list]:
+    """The teacher's ``k`` largest logits and their token ids at every position of every block (one pass, no
+    gradients), to cache before training instead of keeping the teacher in memory."""
+    device = next(teacher.parameters()).device
+    values, indices = [], []
+    with torch.inference_mode():
+        for i in range(0, len(blocks), batch_size):
+            logits = teacher(input_ids=torch.tensor(blocks[i : i + batch_size], device=device)).logits
+            top = logits.float().topk(min(k, logits.shape[-1]), dim=-1)
+            values += top.values.cpu().tolist()
+            indices += top.indices.cpu().tolist()
+    return values, indices
 
 
 def check_vocabularies(teacher_dir: str | Path, student_dir: str | Path) -> None:
@@ -88,7 +115,8 @@ def check_vocabularies(teacher_dir: str | Path, student_dir: str | Path) -> None
 
 
 class DistillationTrainer(Trainer):
-    """A ``Trainer`` whose training loss is ``kd_loss`` against a frozen teacher run on the fly.
+    """A ``Trainer`` whose training loss is ``kd_loss`` against a frozen teacher run on the fly, or against cached
+    top-k teacher logits (batch columns ``teacher_values`` / ``teacher_indices``; ``teacher`` may then be None).
 
     Evaluation returns the plain cross-entropy, so ``eval_loss``, best-checkpoint selection and the validation
     perplexity compare with a student trained without a teacher. With ``alpha == 0`` the teacher is never run.
@@ -96,7 +124,7 @@ class DistillationTrainer(Trainer):
 
     def __init__(self, *args, teacher, alpha: float, temperature: float, top_k: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
+        self.teacher = None if teacher is None else teacher.to(self.args.device).eval().requires_grad_(False)
         self.alpha, self.temperature, self.top_k = alpha, temperature, top_k
         self.kd_log: list[dict] = []
 
@@ -106,13 +134,16 @@ class DistillationTrainer(Trainer):
         if not model.training or self.alpha == 0.0:
             zeros = torch.zeros_like(outputs.logits)  # the KL term is multiplied by alpha = 0 or not used
             loss = kd_loss(outputs.logits, zeros, labels, 0.0, self.temperature)[0]
+        elif "teacher_values" in inputs:
+            loss, kl, ce = kd_loss_top_k(outputs.logits, inputs["teacher_values"], inputs["teacher_indices"], labels,
+                                         self.alpha, self.temperature)
         else:
             with torch.no_grad():
                 teacher_logits = self.teacher(input_ids=inputs["input_ids"],
                                               attention_mask=inputs.get("attention_mask")).logits
             loss, kl, ce = kd_loss(outputs.logits, teacher_logits, labels, self.alpha, self.temperature, self.top_k)
-            if self.state.global_step % max(1, self.args.logging_steps) == 0:
-                self.kd_log.append({"step": self.state.global_step, "kl": kl.item(), "ce": ce.item()})
+        if model.training and self.alpha > 0.0 and self.state.global_step % max(1, self.args.logging_steps) == 0:
+            self.kd_log.append({"step": self.state.global_step, "kl": kl.item(), "ce": ce.item()})
         return (loss, outputs) if return_outputs else loss
 
 
@@ -141,12 +172,20 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
     setup = causal_lm_setup(train, validation, params.student_params().model_copy(
         update={"model": _local(student_dir)}), out)
     base = setup.trainer
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir)
+    train_dataset = base.train_dataset
+    if params.cache_top_k and params.alpha > 0.0:
+        values, indices = teacher_top_k(teacher.to(base.args.device).eval(), train_dataset["input_ids"], params.top_k,
+                                        params.training.per_device_eval_batch_size)
+        train_dataset = train_dataset.add_column("teacher_values", values).add_column("teacher_indices", indices)
+        base.args.remove_unused_columns = False  # the cached columns are not arguments of the model's forward
+        teacher = None  # the point of the cache: no teacher in memory while the student trains
     trainer = DistillationTrainer(
-        model=base.model, args=base.args, train_dataset=base.train_dataset, eval_dataset=base.eval_dataset,
+        model=base.model, args=base.args, train_dataset=train_dataset, eval_dataset=base.eval_dataset,
         data_collator=base.data_collator, processing_class=setup.tokenizer,
         callbacks=setup.prepared.callbacks + early_stopping_callbacks(params.training, setup.has_validation),
         optimizers=(setup.prepared.optimizer, None),
-        teacher=AutoModelForCausalLM.from_pretrained(teacher_dir), alpha=params.alpha,
+        teacher=teacher, alpha=params.alpha,
         temperature=params.temperature, top_k=params.top_k,
     )
     setup = TrainingSetup(trainer, setup.prepared, setup.placement, setup.tokenizer, setup.resolved, setup.params,

@@ -127,3 +127,23 @@ def test_alpha_zero_never_runs_the_teacher(corpus, tmp_path, monkeypatch):
     result = distill_causal_lm(train, validation, teacher, params, tmp_path / "ce")
     assert result.stats["steps"] == 2 and result.stats["alpha"] == 0.0
     assert not [e for e in result.log_history if "kd_kl" in e]
+
+
+def test_cached_top_k_teacher_logits_train_like_the_teacher_run_on_the_fly(corpus, tmp_path):
+    """Cached top-k logits are the teacher's top-k at the same positions, so the run's losses match the run that
+    computes top-k from the teacher on every batch (same seed, same batches), with no teacher kept in memory."""
+    train, validation, _ = corpus
+    teacher = build_tiny_causal_lm(TinyGpt2Model(hidden_size=32, vocab_size=400, seed=3), tmp_path / "t",
+                                   train["text"].tolist())
+    losses = {}
+    for cached in (False, True):
+        params = LmDistillationParams(teacher={"kind": "local", "path": str(teacher)},
+                                      student={"kind": "tiny_gpt2", "hidden_size": 16, "vocab_size": 400},
+                                      training={**TRAINING, "max_steps": 4}, alpha=0.8, top_k=5,
+                                      cache_top_k=cached, block_size=32)
+        result = distill_causal_lm(train, validation, teacher, params, tmp_path / f"run_{cached}")
+        losses[cached] = [e["loss"] for e in result.log_history if "loss" in e]
+    assert len(losses[True]) == 4
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    with pytest.raises(ValueError, match="cache_top_k needs top_k"):
+        LmDistillationParams(teacher={"kind": "tiny_gpt2"}, student={"kind": "tiny_gpt2"}, cache_top_k=True)
