@@ -63,3 +63,18 @@ def test_transcripts_without_a_shared_prompt_stop_the_run_naming_file_and_line(t
     last_line = failed.steps["load_dpo_preferences"].exception_info.traceback.strip().splitlines()[-1]
     assert last_line == (f"finetune.data.types.DataFormatError: {data_file}:10: chosen and rejected share no "
                          "prefix ending in '\\n\\nAssistant:'")
+
+
+def test_an_explicit_reference_model_is_prepared_and_used_for_training_and_evaluation(tmp_path, zenml_client):
+    model = yaml.safe_load(DEMO.read_text())["parameters"]["dpo"]["model"]
+    path, _ = _config(tmp_path, method={"name": "full"}, reference="model", reference_model={**model, "seed": 5},
+                      training={**yaml.safe_load(DEMO.read_text())["parameters"]["dpo"]["training"], "max_steps": 4,
+                                "eval_steps": 4})
+    run = zenml_client.get_pipeline_run(_run(path).id)
+    assert str(run.status) == "completed"
+    reference = run.steps["prepare_reference"].outputs["base_model_dir"][0]
+    base = run.steps["prepare_causal_lm"].outputs["base_model_dir"][0]
+    assert reference.id != base.id
+    for step in ("train_dpo_model", "evaluate_preference_pairs"):
+        assert run.steps[step].inputs["reference_dir"][0].id == reference.id
+    assert run.steps["train_dpo_model"].outputs["training_stats"][0].load()["reference"] == "model"
