@@ -21,14 +21,14 @@ from finetune.params import (
     SftParams,
     TextDataParams,
 )
-from steps.data.fingerprint_dpo_preferences import fingerprint_dpo_preferences
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
+from steps.data.fingerprint_preferences import fingerprint_preferences
 from steps.data.fingerprint_rag_sources import fingerprint_rag_sources
 from steps.data.fingerprint_text_corpus import fingerprint_text_corpus
-from steps.data.load_dpo_preferences import load_dpo_preferences
 from steps.data.load_instructions import load_instructions
 from steps.data.load_multiple_choice import load_multiple_choice
+from steps.data.load_preferences import load_preferences
 from steps.data.load_rag_queries import load_rag_queries
 from steps.data.load_text_corpus import load_text_corpus
 from steps.data.retrieve_passages import retrieve_passages
@@ -173,8 +173,8 @@ def rlhf_training(
     """RLHF: preference pairs → reward model (TRL RewardTrainer, held-out pairwise accuracy) → the policy's mean
     reward on held-out prompts → RLOO/GRPO against the reward model → mean reward again → metrics on the version
     → HTML report."""
-    fingerprints = fingerprint_dpo_preferences(data)
-    train, test, texts = load_dpo_preferences(data, fingerprints)
+    fingerprints = fingerprint_preferences(data)
+    train, test, texts = load_preferences(data, fingerprints)
     base_model_dir = prepare_causal_lm(rlhf.model, texts)
     reward_model_dir, reward_model_metrics, reward_log = train_reward_model(base_model_dir, train, test, rlhf.reward)
     before = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation, split="base_test",
@@ -218,8 +218,8 @@ def dpo_alignment(
     """DPO: preference pairs (JSONL or HH-RLHF transcripts) → starting model → TRL DPOTrainer (full or LoRA; the
     reference explicit, the adapter-disabled base, or precomputed) → held-out preference accuracy and reward
     margins → metrics on the model version → HTML report with preference agreement over training."""
-    fingerprints = fingerprint_dpo_preferences(data)
-    train, test, texts = load_dpo_preferences(data, fingerprints)
+    fingerprints = fingerprint_preferences(data)
+    train, test, texts = load_preferences(data, fingerprints)
     base_model_dir = prepare_causal_lm(dpo.model, texts, quantize_4bit=dpo.method.name == "qlora")
     reference_dir = base_model_dir
     if dpo.reference_model is not None:

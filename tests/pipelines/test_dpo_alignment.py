@@ -57,10 +57,10 @@ def test_transcripts_without_a_shared_prompt_stop_the_run_naming_file_and_line(t
     data_file = tmp_path / "hh.jsonl"
     data_file.write_text("".join(json.dumps(r) + "\n" for r in [good] * 9 + [bad]))
     path, _ = _config(tmp_path, data={"kind": "file", "path": str(data_file), "format": "hh_rlhf"})
-    with pytest.raises(RuntimeError, match="load_dpo_preferences"):
+    with pytest.raises(RuntimeError, match="load_preferences"):
         _run(path)
     failed = zenml_client.list_pipeline_runs(sort_by="desc:created", size=1).items[0]
-    last_line = failed.steps["load_dpo_preferences"].exception_info.traceback.strip().splitlines()[-1]
+    last_line = failed.steps["load_preferences"].exception_info.traceback.strip().splitlines()[-1]
     assert last_line == (f"finetune.data.types.DataFormatError: {data_file}:10: chosen and rejected share no "
                          "prefix ending in '\\n\\nAssistant:'")
 

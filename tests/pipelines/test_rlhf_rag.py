@@ -52,7 +52,7 @@ def test_rlhf_training_reward_model_and_policy(tmp_path, zenml_client):
     assert str(run.status) == "completed"
     reward_metrics = _output(run, "train_reward_model", "reward_model_metrics")
     assert 0.0 <= reward_metrics["test_pairwise_accuracy"] <= 1.0
-    assert len(_output(run, "load_dpo_preferences", "test_pairs")) == 40  # 200 × 0.2
+    assert len(_output(run, "load_preferences", "test_pairs")) == 40  # 200 × 0.2
     before = _output(run, "evaluate_base_reward", "reward_metrics")["base_test_mean_reward"]
     after = _output(run, "evaluate_policy_reward", "reward_metrics")["test_mean_reward"]
     log = _output(run, "train_rl_policy", "training_log")

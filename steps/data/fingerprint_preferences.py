@@ -8,7 +8,7 @@ from steps.metadata import record
 
 
 @step(enable_cache=False)
-def fingerprint_dpo_preferences(data: PreferenceDataParams) -> Annotated[dict[str, str], "source_fingerprints"]:
+def fingerprint_preferences(data: PreferenceDataParams) -> Annotated[dict[str, str], "source_fingerprints"]:
     """sha256 of the preference file (written first for the demo); never cached, so edits are always seen."""
     digests = fingerprint(data)
     record({"fingerprints": digests})

@@ -9,7 +9,7 @@ from steps.metadata import record
 
 
 @step
-def load_dpo_preferences(
+def load_preferences(
     data: PreferenceDataParams, source_fingerprints: dict[str, str]
 ) -> tuple[
     Annotated[pd.DataFrame, "train_pairs"],
