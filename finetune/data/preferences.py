@@ -42,8 +42,9 @@ def split_hh_transcripts(chosen: str, rejected: str) -> tuple[str, str, str] | N
     return chosen[:cut], chosen[cut:], rejected[cut:]
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
+def _open_bytes(path: Path):
+    # Bytes, decoded line by line, so invalid UTF-8 is reported with its line number.
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
 def read_preferences(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
@@ -53,16 +54,20 @@ def read_preferences(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
     dropped and counted in ``frame.attrs["identical_pairs_dropped"]``.
 
     Raises:
-        DataFormatError: One line ``<path>:<line>: ...`` for invalid JSON, missing fields, a transcript pair with
-            no shared prefix ending in ``"\\n\\nAssistant:"``.
+        DataFormatError: One line ``<path>:<line>: ...`` for invalid UTF-8 or JSON, missing fields, a transcript
+            pair with no shared prefix ending in ``"\\n\\nAssistant:"``.
         FileNotFoundError: No such file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such preference file")
     rows, identical = [], 0
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, 1):
+    with _open_bytes(path) as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataFormatError(f"{path}:{number}: not valid UTF-8") from None
             if not line.strip():
                 continue
             try:

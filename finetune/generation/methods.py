@@ -182,7 +182,15 @@ class AdaLoraBudgetCallback(TrainerCallback):
 
 
 def _targets(method, model) -> list[str]:
-    return list(method.target_modules) if method.target_modules else lora_target_modules(model.config.model_type)
+    """LoRA target names; checked here because PEFT's own error names neither the config key nor the choices."""
+    targets = list(method.target_modules) if method.target_modules else lora_target_modules(model.config.model_type)
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not list(m.children())})
+        raise ValueError(f"method.target_modules: {missing} match no module of {type(model).__name__} "
+                         f"(its leaf modules: {[leaf for leaf in leaves if not leaf.isdigit()]})")
+    return targets
 
 
 def to_peft_config(method, model, tokenizer_path: str | None = None, total_steps: int | None = None):
