@@ -109,6 +109,16 @@ def test_malformed_file_fails_with_one_line_naming_file_and_line(tmp_path, name,
     assert what in message
 
 
+def test_gzipped_preferences_with_invalid_utf8_name_file_and_line(tmp_path):
+    import gzip
+
+    path = tmp_path / "hh.jsonl.gz"
+    path.write_bytes(gzip.compress(HH_OK.encode() + b'{"chosen": "\xfe", "rejected": "b"}\n'))
+    with pytest.raises(DataFormatError) as caught:
+        read_preferences(path)
+    assert _one_line(caught.value) == f"{path}:2: not valid UTF-8"
+
+
 @pytest.mark.parametrize(("files", "where", "what"), [
     ({"qrels": QRELS + "11 0 99 1\n"}, "qrels.tsv:3: ", "pid 99 is not in the collection"),
     ({"qrels": "12 0 1 1\n"}, "qrels.tsv:1: ", "qid 12 is not in the queries"),
@@ -183,13 +193,17 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
 TEXTS = [f"the cat number {i} sat on the mat near the river" for i in range(40)]
 
 
-def test_model_path_that_does_not_exist_names_the_path(tmp_path):
-    from finetune.models.sources import resolve_model
+@pytest.mark.parametrize("resolver", ["finetune.models.sources:resolve_model",
+                                      "finetune.models.causal:resolve_causal_model"], ids=["ranking", "causal"])
+def test_model_path_that_does_not_exist_names_the_path(tmp_path, resolver):
+    import importlib
+
     from finetune.params import LocalModel
 
+    module, name = resolver.split(":")
     missing = tmp_path / "no_such_model"
     with pytest.raises(ValueError) as caught:
-        resolve_model(LocalModel(path=missing), tmp_path)
+        getattr(importlib.import_module(module), name)(LocalModel(path=missing), tmp_path)
     assert _one_line(caught.value).startswith(f"{missing}: not a model directory")
 
 
