@@ -6,10 +6,11 @@ pydantic's message naming the key (``data.train.colection: Extra inputs are not 
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from finetune.device import DeviceName, PrecisionName
 
@@ -20,15 +21,53 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# ------------------------------------------------------------------------------------------ path safety
+# Folders we write to may not climb out of the working directory, and model ids and revisions, which the hub
+# client turns into cache paths, may not contain a parent segment. (Dataset names stay free: a local dataset
+# folder is a valid name, and is only read.)
+
+
+def _no_parent_segments(path: Path) -> Path:
+    if any(part == ".." for part in PurePosixPath(str(path).replace("\\", "/")).parts):
+        raise ValueError(f"'{path}': a folder we write to may not contain '..'; give a path below the working "
+                         "directory or an absolute one")
+    return path
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")
+
+
+def _hub_id(value: str) -> str:
+    if not _HUB_ID.match(value) or ".." in value or value.startswith((".", "-")):
+        raise ValueError(f"'{value}' is not a hub id ('name' or 'owner/name': letters, digits, '_', '-', '.')")
+    return value
+
+
+def _revision(value: str) -> str:
+    if value.startswith("/") or ".." in value or "\\" in value:
+        raise ValueError(f"'{value}' is not a revision (a branch, tag or commit; no leading '/', no parent segment)")
+    return value
+
+
+WriteDir = Annotated[Path, AfterValidator(_no_parent_segments)]
+HubId = Annotated[str, AfterValidator(_hub_id)]
+Revision = Annotated[str, AfterValidator(_revision)]
+
+
 # ---------------------------------------------------------------------------------------------- models
 
 
 class HubModel(Params):
-    """A model on the Hugging Face hub, pinned to a revision (loaded through the local cache offline)."""
+    """A model on the Hugging Face hub, pinned to a revision (loaded through the local cache offline).
+
+    ``trust_remote_code`` runs the Python files of the model repository (custom architectures): only for a
+    repository you trust, pinned to a commit; every load of the model gets it and a warning is logged when on.
+    """
 
     kind: Literal["hub"] = "hub"
-    id: str = Field(min_length=1)
-    revision: str = "main"
+    id: HubId
+    revision: Revision = "main"
+    trust_remote_code: bool = False
 
 
 class LocalModel(Params):
@@ -36,6 +75,7 @@ class LocalModel(Params):
 
     kind: Literal["local"] = "local"
     path: Path
+    trust_remote_code: bool = False  # run the directory's own modeling code (see HubModel); a warning when on
 
 
 class PackagedModel(Params):
@@ -142,7 +182,7 @@ class HubMsMarco(Params):
     dataset: str = "microsoft/ms_marco"
     config: str | None = "v1.1"
     split: str = "train"
-    revision: str = Field(min_length=1)
+    revision: Revision = Field(min_length=1)
     max_queries: int | None = Field(None, ge=1)
 
 
@@ -150,7 +190,7 @@ class DemoMsMarco(Params):
     """The embedded synthetic generator; it writes official-format files to ``output_dir`` and loads them back."""
 
     kind: Literal["demo"] = "demo"
-    output_dir: Path = Path(".demo_data/msmarco")
+    output_dir: WriteDir = Path(".demo_data/msmarco")
     num_queries: int = Field(200, ge=4)
     passages_per_query: int = Field(30, ge=4)
     seed: int = 0
@@ -437,14 +477,14 @@ class HubInstructions(Params):
     dataset: str = Field(min_length=1)
     config: str | None = None
     split: str = "train"
-    revision: str = Field(min_length=1)
+    revision: Revision = Field(min_length=1)
 
 
 class DemoInstructions(Params):
     """The embedded generator of small instruction tasks; it writes ``layout`` JSONL and the loader reads it back."""
 
     kind: Literal["demo"] = "demo"
-    output_dir: Path = Path(".demo_data/instructions")
+    output_dir: WriteDir = Path(".demo_data/instructions")
     layout: Literal["prompt_response", "alpaca", "messages"] = "prompt_response"
     num_examples: int = Field(400, ge=10)
     seed: int = 0
@@ -493,7 +533,7 @@ class HubText(Params):
     dataset: str = "Salesforce/wikitext"
     config: str | None = "wikitext-2-raw-v1"
     split: str = "train"
-    revision: str = Field(min_length=1)
+    revision: Revision = Field(min_length=1)
     text_field: str = "text"
     documents: Literal["wikitext", "blank_line", "line"] = "wikitext"
 
@@ -502,7 +542,7 @@ class DemoText(Params):
     """The embedded generator of an encyclopedia-like corpus about invented places, written in WikiText layout."""
 
     kind: Literal["demo"] = "demo"
-    output_dir: Path = Path(".demo_data/text")
+    output_dir: WriteDir = Path(".demo_data/text")
     num_documents: int = Field(60, ge=3)
     seed: int = 0
 
@@ -746,7 +786,7 @@ class DemoArc(Params):
     digit labels, 3 to 5 options) and the loader reads them back."""
 
     kind: Literal["demo"] = "demo"
-    output_dir: Path = Path(".demo_data/arc")
+    output_dir: WriteDir = Path(".demo_data/arc")
     num_questions: int = Field(60, ge=4)
     seed: int = 0
 
@@ -876,7 +916,7 @@ class DemoRag(Params):
     """The demo world's queries with reference intents ("find the capital of veldoria"), written as ``RagFiles``."""
 
     kind: Literal["demo"] = "demo"
-    output_dir: Path = Path(".demo_data/rag")
+    output_dir: WriteDir = Path(".demo_data/rag")
     num_queries: int = Field(120, ge=4)
     passages_per_query: int = Field(6, ge=2)
     seed: int = 0
@@ -1135,7 +1175,7 @@ class DemoPreferences(Params):
     of the wrong kind (a good for a capital); written as preference JSONL and read back by the loader."""
 
     kind: Literal["demo"] = "demo"
-    output_dir: Path = Path(".demo_data/preferences")
+    output_dir: WriteDir = Path(".demo_data/preferences")
     num_pairs: int = Field(400, ge=8)
     seed: int = 0
 

@@ -39,7 +39,9 @@ def pipeline_for(path: Path, pipelines: dict):
 
 
 def _format(error: ValidationError, prefix: str) -> list[str]:
-    return [f"{prefix}.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}".replace("..", ".") for e in error.errors()]
+    # Only the key path is folded (an empty prefix leaves a doubled dot); a message may quote a value with "..".
+    return [f"{prefix}.{'.'.join(str(x) for x in e['loc'])}".replace("..", ".") + f": {e['msg']}"
+            for e in error.errors()]
 
 
 def validate_config(path: str | Path) -> list[str]:

@@ -102,12 +102,16 @@ def check_vocabularies(teacher_dir: str | Path, student_dir: str | Path) -> None
     """
     from transformers import AutoConfig, AutoTokenizer
 
+    from finetune.models.sources import pretrained_kwargs
+
     names = f"teacher {teacher_dir} and student {student_dir}"
-    sizes = [AutoConfig.from_pretrained(d).vocab_size for d in (teacher_dir, student_dir)]
+    sizes = [AutoConfig.from_pretrained(d, **pretrained_kwargs(weights=False)).vocab_size
+             for d in (teacher_dir, student_dir)]
     if sizes[0] != sizes[1]:
         raise ValueError(f"{names} have different vocabulary sizes ({sizes[0]} vs {sizes[1]}); distillation "
                          "needs one shared tokenizer")
-    vocabs = [AutoTokenizer.from_pretrained(d).get_vocab() for d in (teacher_dir, student_dir)]
+    vocabs = [AutoTokenizer.from_pretrained(d, **pretrained_kwargs(weights=False)).get_vocab()
+              for d in (teacher_dir, student_dir)]
     if vocabs[0] != vocabs[1]:
         differing = sorted(t for t in vocabs[0].keys() | vocabs[1].keys() if vocabs[0].get(t) != vocabs[1].get(t))
         raise ValueError(f"{names} have different token → id maps ({len(differing)} tokens differ, e.g. "
@@ -165,6 +169,7 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
     from transformers import AutoModelForCausalLM
 
     from finetune.models.causal import resolve_causal_model
+    from finetune.models.sources import pretrained_kwargs
 
     out = Path(output_dir)
     student_dir = resolve_causal_model(params.student, out / "base", texts=train["text"].tolist()).name_or_path
@@ -172,7 +177,7 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
     setup = causal_lm_setup(train, validation, params.student_params().model_copy(
         update={"model": _local(student_dir)}), out)
     base = setup.trainer
-    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir)
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, **pretrained_kwargs())
     train_dataset = base.train_dataset
     if params.cache_top_k and params.alpha > 0.0:
         values, indices = teacher_top_k(teacher.to(base.args.device).eval(), train_dataset["input_ids"], params.top_k,

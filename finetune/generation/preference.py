@@ -18,6 +18,7 @@ from finetune.device import Placement, require_cuda, resolve_placement
 from finetune.generation.evaluation import token_logprobs
 from finetune.generation.methods import prepare_model, trainable_parameters
 from finetune.models.causal import load_causal_lm, load_pretrained_causal_lm, resolve_causal_model, save_causal_lm
+from finetune.models.sources import pretrained_kwargs
 from finetune.params import DpoParams, LocalModel
 from finetune.training import common_training_arguments
 
@@ -85,7 +86,8 @@ def train_dpo(train: pd.DataFrame, evaluation: pd.DataFrame, params: DpoParams, 
     model, tokenizer = load_pretrained_causal_lm(resolved, params.method.name == "qlora", dtype)
     ref_model = None
     if params.reference == "model":
-        ref_model = AutoModelForCausalLM.from_pretrained(str(reference_dir or resolved.name_or_path))
+        load = resolved.model_kwargs() if reference_dir is None else pretrained_kwargs()
+        ref_model = AutoModelForCausalLM.from_pretrained(str(reference_dir or resolved.name_or_path), **load)
     prepared = prepare_model(model, params.method, tokenizer_path=resolved.name_or_path,
                              learning_rate=training.learning_rate, weight_decay=training.weight_decay)
     datasets = {name: Dataset.from_pandas(frame[["prompt", "chosen", "rejected"]], preserve_index=False)

@@ -30,10 +30,12 @@ def load_reward_model(model_dir: str | Path, device: str = "cpu"):
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    from finetune.models.sources import pretrained_kwargs
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, **pretrained_kwargs(weights=False))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **pretrained_kwargs())
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
 

@@ -244,8 +244,8 @@ def save_trained_model(model, tokenizer, out: Path, resolved, params: SftParams 
 
     with tempfile.TemporaryDirectory() as adapter_dir:
         model.save_pretrained(adapter_dir)
-        revision = {} if resolved.revision is None else {"revision": resolved.revision}
-        base = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, dtype=torch.bfloat16, **revision)
+        base = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, dtype=torch.bfloat16,
+                                                    **resolved.model_kwargs())
         merged = PeftModel.from_pretrained(base, adapter_dir)
     return save_causal_lm(merged, tokenizer, out)
 

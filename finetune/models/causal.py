@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from finetune.models.sources import ResolvedModel
+from finetune.models.sources import ResolvedModel, pretrained_kwargs, warn_remote_code
 from finetune.params import HubModel, LocalModel, TinyGpt2Model, TinyLlamaModel
 
 EOS_TOKEN = "<|endoftext|>"
@@ -123,11 +123,11 @@ def resolve_causal_model(
         ValueError: A local path without ``config.json``, or a tiny model without texts.
     """
     if isinstance(spec, HubModel):
-        return ResolvedModel(spec.id, spec.revision, f"hub {spec.id}@{spec.revision}")
+        return ResolvedModel(spec.id, spec.revision, f"hub {spec.id}@{spec.revision}", warn_remote_code(spec))
     if isinstance(spec, LocalModel):
         if not (spec.path / "config.json").is_file() and not (spec.path / ADAPTER_CONFIG).is_file():
             raise ValueError(f"{spec.path}: not a model directory (no config.json)")
-        return ResolvedModel(str(spec.path), None, f"local {spec.path}")
+        return ResolvedModel(str(spec.path), None, f"local {spec.path}", warn_remote_code(spec))
     if texts is None:
         raise ValueError(f"a {spec.kind} model needs texts to train its tokenizer on")
     path = build_tiny_causal_lm(spec, Path(workdir) / spec.kind, texts)
@@ -143,8 +143,8 @@ def base_model_directory(
     """A local directory holding the starting model, so training and baselines read the same files.
 
     Tiny models are built under ``workdir``; local paths are used as they are; hub models are fetched at their pinned
-    revision with ``snapshot_download`` (weights in safetensors, config and tokenizer files; the local cache serves
-    offline runs).
+    revision with ``snapshot_download`` (weights in safetensors, config and tokenizer files, and the repository's
+    ``*.py`` files only with ``trust_remote_code``; the local cache serves offline runs).
 
     Returns:
         ``(directory, one-line description)``.
@@ -155,6 +155,8 @@ def base_model_directory(
     from huggingface_hub import snapshot_download
 
     patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+    if resolved.trust_remote_code:
+        patterns.append("*.py")
     path = snapshot_download(spec.id, revision=spec.revision, allow_patterns=patterns)
     return Path(path), resolved.description
 
@@ -186,7 +188,7 @@ def load_pretrained_causal_lm(resolved: ResolvedModel, quantize_4bit: bool = Fal
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = {} if resolved.revision is None else {"revision": resolved.revision}
+    kwargs = resolved.model_kwargs()
     if quantize_4bit:
         from transformers import BitsAndBytesConfig
 
@@ -196,8 +198,7 @@ def load_pretrained_causal_lm(resolved: ResolvedModel, quantize_4bit: bool = Fal
         )
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path, **({} if resolved.revision is None else
-                                                                        {"revision": resolved.revision}))
+    tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path, **resolved.tokenizer_kwargs())
     _ensure_pad_token(tokenizer)
     return model, tokenizer
 
@@ -251,14 +252,14 @@ def load_causal_lm(model_dir: str | Path, device: str | None = None):
         base_dir = path / BASE_SUBDIR
         if not (base_dir / "config.json").is_file():
             raise ValueError(f"{path}: adapter without its base model (no {BASE_SUBDIR}/config.json)")
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), path)
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir, **pretrained_kwargs()), path)
         if (path / DEFAULT_TASK_FILE).is_file():
             use_default_task(model, json.loads((path / DEFAULT_TASK_FILE).read_text())["task_id"])
     elif (path / "config.json").is_file():
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **pretrained_kwargs())
     else:
         raise ValueError(f"{path}: not a causal LM directory (no config.json or {ADAPTER_CONFIG})")
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, **pretrained_kwargs(weights=False))
     _ensure_pad_token(tokenizer)
     if device is not None:
         model.to(device)

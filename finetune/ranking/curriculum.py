@@ -158,13 +158,16 @@ def random_difficulty(pairs: pd.DataFrame, seed: int = 0) -> dict[str, float]:
     return {qid: random.Random(f"{seed}:{qid}").random() for qid in sorted(_queries(pairs))}
 
 
-def sentence_encoder(model_path: str, device: str = "auto", batch_size: int = 64, max_length: int = 256) -> Encode:
+def sentence_encoder(model_path: str, device: str = "auto", batch_size: int = 64, max_length: int = 256,
+                     trust_remote_code: bool = False) -> Encode:
     """``encode`` for :func:`semantic_std` from a sentence-transformers model directory or hub id."""
     from sentence_transformers import SentenceTransformer
 
     from finetune.device import resolve_placement
+    from finetune.models.sources import sentence_transformers_kwargs
 
-    model = SentenceTransformer(model_path, device=resolve_placement(device, "auto").device)  # type: ignore[arg-type]
+    model = SentenceTransformer(model_path, device=resolve_placement(device, "auto").device,  # type: ignore[arg-type]
+                                **sentence_transformers_kwargs(trust_remote_code))
     model.max_seq_length = max_length
     return lambda texts: model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
 
@@ -176,9 +179,10 @@ def cross_encoder_predictor(model_dir: str, device: str = "auto", batch_size: in
     from sentence_transformers.cross_encoder import CrossEncoder
 
     from finetune.device import resolve_placement
+    from finetune.models.sources import sentence_transformers_kwargs
 
     model = CrossEncoder(model_dir, device=resolve_placement(device, "auto").device,  # type: ignore[arg-type]
-                         activation_fn=torch.nn.Identity(), max_length=max_length)
+                         activation_fn=torch.nn.Identity(), max_length=max_length, **sentence_transformers_kwargs())
     return lambda batch: model.predict(batch, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
 
 
@@ -211,7 +215,8 @@ def score_difficulty(pairs: pd.DataFrame, params: DifficultyParams, model_dir: s
         texts = pairs["query"].drop_duplicates().tolist() + pairs["passage"].drop_duplicates().tolist()
         resolved = resolve_model(spec, workdir, texts=texts)
         return semantic_std(pairs, sentence_encoder(resolved.name_or_path, batch_size=params.batch_size,
-                                                    max_length=params.max_length))
+                                                    max_length=params.max_length,
+                                                    trust_remote_code=resolved.trust_remote_code))
     if name in NEEDS_TRAINED_MODEL:
         if model_dir is None:
             raise ValueError(f"difficulty {name!r} needs a trained cross-encoder (model_dir)")

@@ -19,7 +19,7 @@ import pandas as pd
 
 from finetune.data.types import RankingSet, Run
 from finetune.device import resolve_placement
-from finetune.models.sources import count_parameters, resolve_model
+from finetune.models.sources import count_parameters, resolve_model, sentence_transformers_kwargs
 from finetune.params import CrossEncoderDistillationParams, RankingEvalParams
 from finetune.ranking import cross_encoder, dual_encoder
 from finetune.ranking.cross_encoder import RerankResult, TrainResult
@@ -43,10 +43,11 @@ def save_teacher(spec, architecture: str, target: str | Path, texts: list[str]) 
         raise ValueError(f"teacher.architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     target = Path(target)
     resolved = resolve_model(spec, target.parent / "teacher_base", texts=texts)
+    load = resolved.sentence_transformers_kwargs()
     if architecture == "cross_encoder":
-        model = CrossEncoder(resolved.name_or_path, revision=resolved.revision, num_labels=1, device="cpu")
+        model = CrossEncoder(resolved.name_or_path, num_labels=1, device="cpu", **load)
     else:
-        model = SentenceTransformer(resolved.name_or_path, revision=resolved.revision, device="cpu")
+        model = SentenceTransformer(resolved.name_or_path, device="cpu", **load)
     model.save_pretrained(str(target))
     return target, f"{architecture} {resolved.description}", count_parameters(model)
 
@@ -67,7 +68,7 @@ def score_with(
     placement = resolve_placement(device, "auto")  # type: ignore[arg-type]
     if architecture == "cross_encoder":
         model = CrossEncoder(str(model_dir), device=placement.device, activation_fn=torch.nn.Identity(),
-                             max_length=max_length)
+                             max_length=max_length, **sentence_transformers_kwargs())
         start = time.perf_counter()
         scores = model.predict(list(zip(queries, passages, strict=True)), batch_size=batch_size,
                                show_progress_bar=False, convert_to_numpy=True)
@@ -171,7 +172,9 @@ def train_cross_encoder_student(
     texts = teacher_scores["query"].drop_duplicates().tolist() + teacher_scores["passage"].drop_duplicates().tolist()
     base, description, _ = student_base(params.student, params.keep_layers, teacher_dir, teacher_description, out,
                                         texts)
-    model = CrossEncoder(str(base), num_labels=1, max_length=params.training.max_length, device=placement.device)
+    trusted = getattr(params.student, "trust_remote_code", False)  # a spec's flag; "teacher" is our own save
+    model = CrossEncoder(str(base), num_labels=1, max_length=params.training.max_length, device=placement.device,
+                         **sentence_transformers_kwargs(trusted))
     dataset = cross_encoder_dataset(teacher_scores, params.loss, params.temperature)
     trainer = CrossEncoderTrainer(
         model=model,

@@ -18,7 +18,7 @@ import pandas as pd
 
 from finetune.data.types import RankingSet, Run
 from finetune.device import Placement, resolve_placement
-from finetune.models.sources import count_parameters, resolve_model
+from finetune.models.sources import count_parameters, pretrained_kwargs, resolve_model, sentence_transformers_kwargs
 from finetune.params import DenseEvalParams, DualEncoderParams, RankingEvalParams, TrainingParams
 from finetune.ranking.cross_encoder import RerankResult, to_loss_dataset, top_candidates
 from finetune.ranking.dense_search import search
@@ -32,18 +32,23 @@ logger = logging.getLogger(__name__)
 TEACHER_LOSSES = ("margin_mse", "kl")
 
 
-def build_dual_encoder(base_path: str | Path, params: DualEncoderParams, device: str = "cpu"):
+def build_dual_encoder(base_path: str | Path, params: DualEncoderParams, device: str = "cpu",
+                       trust_remote_code: bool = False):
     """A ``SentenceTransformer``: transformer → pooling (→ normalise for cosine), one tower or two.
 
     ``separate`` towers wrap two independent copies of the starting weights in a ``Router`` with ``query`` and
-    ``document`` routes; ``encode_query`` / ``encode_document`` pick the route.
+    ``document`` routes; ``encode_query`` / ``encode_document`` pick the route. ``trust_remote_code`` comes from
+    the model spec (weights are read from safetensors only).
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Router, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
     def tower() -> list:
-        transformer = Transformer(str(base_path), max_seq_length=params.training.max_length)
+        transformer = Transformer(str(base_path), max_seq_length=params.training.max_length,
+                                  model_kwargs=pretrained_kwargs(trust_remote_code),
+                                  processor_kwargs=pretrained_kwargs(trust_remote_code, weights=False),
+                                  config_kwargs=pretrained_kwargs(trust_remote_code, weights=False))
         modules = [transformer, Pooling(transformer.get_embedding_dimension(), params.pooling)]
         return modules + [Normalize()] if params.similarity == "cosine" else modules
 
@@ -200,7 +205,8 @@ def train_dual_encoder(
     dataset = to_dataset(frame, params.loss)
     texts = frame["query"].drop_duplicates().tolist() + frame["passage"].drop_duplicates().tolist()
     path, description, kept = prepare_base(params, out, texts, base_path, base_description, default_every_other)
-    model = build_dual_encoder(path, params, device=placement.device)
+    trusted = base_path is None and getattr(params.model, "trust_remote_code", False)  # a teacher is our own save
+    model = build_dual_encoder(path, params, device=placement.device, trust_remote_code=trusted)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=to_training_arguments(params.training, out / "trainer", placement, router_mapping(dataset, params.towers)),
@@ -226,7 +232,7 @@ def load_dual_encoder(model_dir: str | Path, device: str = "auto", max_length: i
     from sentence_transformers import SentenceTransformer
 
     placement = resolve_placement(device, "auto")  # type: ignore[arg-type]
-    model = SentenceTransformer(str(model_dir), device=placement.device)
+    model = SentenceTransformer(str(model_dir), device=placement.device, **sentence_transformers_kwargs())
     if max_length is not None:
         model.max_seq_length = max_length
     return model

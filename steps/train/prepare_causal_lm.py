@@ -8,7 +8,7 @@ from zenml.enums import ArtifactType
 from finetune.device import require_cuda
 from finetune.models.causal import base_model_directory
 from finetune.models.directory import ModelDirectory
-from finetune.models.sources import count_parameters
+from finetune.models.sources import count_parameters, pretrained_kwargs
 from finetune.params import CausalModelSpec
 from steps.metadata import record
 
@@ -30,7 +30,9 @@ def prepare_causal_lm(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    trusted = getattr(model, "trust_remote_code", False)
     with torch.device("meta"):  # shapes only: counting a 7B model must not allocate its weights
-        num_parameters = count_parameters(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path)))
+        config = AutoConfig.from_pretrained(path, **pretrained_kwargs(trusted, weights=False))
+        num_parameters = count_parameters(AutoModelForCausalLM.from_config(config, trust_remote_code=trusted))
     record({"base_model": description, "num_parameters": num_parameters})
     return ModelDirectory(path, "causal_lm", description, num_parameters)
