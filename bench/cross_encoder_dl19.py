@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from finetune.data.ranking import load_ranking_data
-from finetune.models.sources import resolve_model
+from finetune.models.sources import resolve_model, sentence_transformers_kwargs
 from finetune.params import CrossEncoderParams, MiningParams, RankingDataParams, RankingEvalParams, RetrievalParams
 from finetune.ranking.cross_encoder import mine_hard_negatives, rerank, train_cross_encoder
 from finetune.ranking.first_stage import first_stage_runs
@@ -45,7 +45,8 @@ def bi_encoder_rerank(model_path: str, data, first_stage: Run, depth: int) -> Ru
 
     from finetune.ranking.cross_encoder import top_candidates
 
-    encoder = SentenceTransformer(model_path, device="cuda" if torch.cuda.is_available() else "cpu")
+    encoder = SentenceTransformer(model_path, device="cuda" if torch.cuda.is_available() else "cpu",
+                                  **sentence_transformers_kwargs())
     qids = sorted(first_stage)
     pids = sorted({pid for qid in qids for pid in top_candidates(first_stage, qid, depth)})
     q = encoder.encode([data.queries[qid] for qid in qids], normalize_embeddings=True, convert_to_tensor=True)

@@ -61,6 +61,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from finetune.models.causal import build_tiny_causal_lm
+    from finetune.models.sources import pretrained_kwargs
 
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -69,7 +70,7 @@ def main() -> int:
     texts = [t for c in ("prompt", "chosen", "rejected") for t in train[c].tolist()]
     work = Path(tempfile.mkdtemp(prefix="bench_dpo_"))
     base = build_tiny_causal_lm(MODEL, work / "base", texts)  # the tokenizer sees every training pair
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer = AutoTokenizer.from_pretrained(base, **pretrained_kwargs(weights=False))
     kept = {name: frame[fits(frame, tokenizer)].reset_index(drop=True) for name, frame in (("train", train),
                                                                                           ("test", test))}
     print(json.dumps({**counts, "train": len(train), "test": len(test), "train_kept": len(kept["train"]),
