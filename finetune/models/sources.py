@@ -125,19 +125,56 @@ def packaged_model_path(package: str) -> Path:
     return Path(module.get_model_path())
 
 
+# Continuation characters (a word's 2nd, 3rd, ... character) are renamed into Unicode's Supplementary Private Use
+# Area-A before BPE training, so that "##e" is a character of its own, like "e" (see train_wordpiece_tokenizer).
+_CONTINUATION_BASE = 0xF0000
+
+
 def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int):
     """Train a lower-casing BERT WordPiece tokenizer on ``texts`` (offline, deterministic for the same input).
 
+    tokenizers' own ``WordPieceTrainer`` is not deterministic across processes (huggingface/tokenizers#1794): it
+    gives the ``##``-prefixed continuation characters their ids in the iteration order of a Rust hash map, and those
+    ids break ties between equally frequent merges, so two runs on the same text can learn different vocabularies.
+    The same BPE algorithm is run here with every continuation character renamed to a private-use character first:
+    then all base characters are in the alphabet, which the trainer sorts, and every id and merge is fixed. The
+    vocabulary is renamed back (a piece starting with a continuation character gets the ``##`` prefix), and WordPiece
+    tokenizes with it by greedy longest match, exactly as with a vocabulary from ``WordPieceTrainer``.
+
     Returns:
         A ``BertTokenizerFast`` with the usual ``[CLS] a [SEP] b [SEP]`` pair template.
+
+    Raises:
+        ValueError: The text itself contains private-use characters of that range (they would be ambiguous).
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS))
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = [[w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(t))] for t in texts]
+    continuation = sorted({c for text in words for w in text for c in w[1:]})
+    if any(ord(c) >= _CONTINUATION_BASE for text in words for w in text for c in w):
+        raise ValueError(f"tiny_bert tokenizer: the training text contains characters at or above "
+                         f"U+{_CONTINUATION_BASE:X} (private use), which the tokenizer training reserves")
+    renamed = {c: chr(_CONTINUATION_BASE + i) for i, c in enumerate(continuation)}
+    original = {v: k for k, v in renamed.items()}
+    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    bpe.train_from_iterator(
+        (" ".join(w[0] + "".join(renamed[c] for c in w[1:]) for w in text) for text in words),
+        trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False),
+    )
+
+    def piece(token: str) -> str:
+        if token in SPECIAL_TOKENS:
+            return token
+        text = "".join(original.get(c, c) for c in token)
+        return "##" + text if token[0] in original else text
+
+    vocab = {piece(token): i for token, i in bpe.get_vocab().items()}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
