@@ -175,7 +175,7 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
     student_dir = resolve_causal_model(params.student, out / "base", texts=train["text"].tolist()).name_or_path
     check_vocabularies(teacher_dir, student_dir)
     setup = causal_lm_setup(train, validation, params.student_params().model_copy(
-        update={"model": _local(student_dir)}), out)
+        update={"model": _local(student_dir)}), out, "lm_distillation", (params, Path(teacher_dir)))
     base = setup.trainer
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, **pretrained_kwargs())
     train_dataset = base.train_dataset
@@ -194,7 +194,7 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
         temperature=params.temperature, top_k=params.top_k,
     )
     setup = TrainingSetup(trainer, setup.prepared, setup.placement, setup.tokenizer, setup.resolved, setup.params,
-                          out, setup.has_validation, setup.tokenization)
+                          out, setup.has_validation, setup.tokenization, setup.checkpoints)
     result = run_training(setup)
     result.stats.update(alpha=params.alpha, temperature=params.temperature)
     result.log_history += [{"step": e["step"], "kd_kl": e["kl"], "kd_ce": e["ce"]} for e in trainer.kd_log]

@@ -8,7 +8,6 @@ training curves (``rewards/accuracies``, ``rewards/margins``) are the ones TRL l
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,22 +19,31 @@ from finetune.generation.methods import prepare_model, trainable_parameters
 from finetune.models.causal import load_causal_lm, load_pretrained_causal_lm, resolve_causal_model, save_causal_lm
 from finetune.models.sources import pretrained_kwargs
 from finetune.params import DpoParams, LocalModel
-from finetune.training import common_training_arguments
+from finetune.training import (
+    CheckpointPlan,
+    checkpoint_plan,
+    common_training_arguments,
+    run_trainer,
+    seed_before_building,
+)
 
 CURVE_KEYS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
 
 
-def to_dpo_config(params: DpoParams, output_dir: str | Path, placement: Placement, *, has_eval: bool):
+def to_dpo_config(params: DpoParams, output_dir: str | Path, placement: Placement, *, has_eval: bool,
+                  checkpoints: CheckpointPlan | None = None):
     """Map our DPO parameters onto TRL's ``DPOConfig`` (the one place this happens).
 
     With held-out pairs the trainer evaluates every ``eval_steps`` steps, which logs ``eval_rewards/accuracies``.
-    Nothing is checkpointed along the way: the final model is saved by the caller.
+    Checkpoints, for resuming a killed run, only as ``checkpoints`` says: the final model is saved by the caller.
     """
     from trl import DPOConfig
 
     training = params.training
+    arguments = {**common_training_arguments(training, output_dir, placement),
+                 **(checkpoints or CheckpointPlan()).arguments()}
     return DPOConfig(
-        **common_training_arguments(training, output_dir, placement),
+        **arguments,
         per_device_eval_batch_size=training.per_device_eval_batch_size,
         gradient_checkpointing=training.gradient_checkpointing,
         max_length=training.max_length,
@@ -45,7 +53,6 @@ def to_dpo_config(params: DpoParams, output_dir: str | Path, placement: Placemen
         precompute_ref_log_probs=params.reference == "precomputed",
         eval_strategy="steps" if has_eval else "no",
         eval_steps=training.eval_steps,
-        save_strategy="no",
         dataset_num_proc=None,
     )
 
@@ -83,6 +90,7 @@ def train_dpo(train: pd.DataFrame, evaluation: pd.DataFrame, params: DpoParams, 
     texts = [t for c in ("prompt", "chosen", "rejected") for t in train[c].tolist()]
     resolved = resolve_causal_model(params.model, out / "base", texts=texts)
     dtype = torch.bfloat16 if placement.bf16 else torch.float16 if placement.fp16 else torch.float32
+    seed_before_building(training.seed)  # LoRA's A matrices are drawn when the adapter is added
     model, tokenizer = load_pretrained_causal_lm(resolved, params.method.name == "qlora", dtype)
     ref_model = None
     if params.reference == "model":
@@ -92,17 +100,18 @@ def train_dpo(train: pd.DataFrame, evaluation: pd.DataFrame, params: DpoParams, 
                              learning_rate=training.learning_rate, weight_decay=training.weight_decay)
     datasets = {name: Dataset.from_pandas(frame[["prompt", "chosen", "rejected"]], preserve_index=False)
                 for name, frame in (("train", train), ("eval", evaluation)) if not frame.empty}
-    args = to_dpo_config(params, out / "checkpoints", placement, has_eval="eval" in datasets)
+    plan = checkpoint_plan("dpo", training.checkpoints, params, train, evaluation,
+                           None if reference_dir is None else Path(reference_dir))
+    args = to_dpo_config(params, out / "checkpoints", placement, has_eval="eval" in datasets, checkpoints=plan)
     trainer = DPOTrainer(model=prepared.model, ref_model=ref_model, args=args, train_dataset=datasets["train"],
                          eval_dataset=datasets.get("eval"), processing_class=tokenizer, callbacks=prepared.callbacks)
     trainable, total = trainable_parameters(trainer.model)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    run = run_trainer(trainer, plan)
     model_dir = save_causal_lm(trainer.model, tokenizer, out / "model")
-    stats = {"trainable_parameters": trainable, "total_parameters": total, "train_seconds": round(seconds, 2),
+    plan.finish()
+    stats = {"trainable_parameters": trainable, "total_parameters": total, "train_seconds": round(run.seconds, 2),
              "steps": trainer.state.global_step, "train_pairs": len(train), "beta": params.beta,
-             "loss_type": params.loss_type, "reference": params.reference}
+             "loss_type": params.loss_type, "reference": params.reference, "resumed_from_step": run.resumed_from_step}
     return DpoResult(model_dir, list(trainer.state.log_history), stats)
 
 

@@ -17,7 +17,14 @@ import pandas as pd
 
 from finetune.device import Placement, resolve_device, resolve_placement
 from finetune.params import RewardEvalParams, RewardModelParams, RlParams
-from finetune.training import common_training_arguments, loss_history
+from finetune.training import (
+    CheckpointPlan,
+    checkpoint_plan,
+    common_training_arguments,
+    loss_history,
+    run_trainer,
+    seed_before_building,
+)
 
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -88,12 +95,14 @@ def reward_model_metrics(scorer: RewardScorer, pairs: pd.DataFrame, split: str =
     return {f"{split}_pairwise_accuracy": pairwise_accuracy(chosen, rejected), f"{split}_reward_margin": margin}
 
 
-def to_reward_config(params: RewardModelParams, output_dir: str | Path, placement: Placement):
-    """Our reward-model parameters as TRL's ``RewardConfig`` (no checkpoints; the caller saves the model)."""
+def to_reward_config(params: RewardModelParams, output_dir: str | Path, placement: Placement,
+                     checkpoints: CheckpointPlan | None = None):
+    """Our reward-model parameters as TRL's ``RewardConfig`` (checkpoints per ``checkpoints``; the caller saves)."""
     from trl import RewardConfig
 
-    return RewardConfig(**common_training_arguments(params.training, output_dir, placement),
-                        max_length=params.training.max_length, save_strategy="no", eval_strategy="no",
+    arguments = {**common_training_arguments(params.training, output_dir, placement),
+                 **(checkpoints or CheckpointPlan()).arguments()}
+    return RewardConfig(**arguments, max_length=params.training.max_length, eval_strategy="no",
                         center_rewards_coefficient=params.center_rewards_coefficient, dataset_num_proc=None)
 
 
@@ -117,14 +126,17 @@ def train_reward_model(base_model_dir: str | Path, train: pd.DataFrame, test: pd
 
     out = Path(output_dir)
     placement = resolve_placement(params.training.device, params.training.precision)
+    seed_before_building(params.training.seed)  # the one-logit score head is new
     model, tokenizer = load_reward_model(base_model_dir)
-    trainer = RewardTrainer(model=model, args=to_reward_config(params, out / "checkpoints", placement),
+    plan = checkpoint_plan("reward_model", params.training.checkpoints, params, Path(base_model_dir), train)
+    trainer = RewardTrainer(model=model, args=to_reward_config(params, out / "checkpoints", placement, plan),
                             train_dataset=Dataset.from_pandas(train[PAIR_COLUMNS], preserve_index=False),
                             processing_class=tokenizer)
-    trainer.train()
+    run_trainer(trainer, plan)
     model_dir = out / "model"
     trainer.model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
+    plan.finish()
     scorer = RewardScorer(trainer.model, tokenizer, max_length=params.training.max_length)
     return RewardTrainResult(model_dir, loss_history(trainer.state.log_history), reward_model_metrics(scorer, test))
 

@@ -13,7 +13,6 @@ import logging
 import math
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,17 +29,26 @@ from finetune.params import (
     QLoraMethod,
     SftParams,
 )
-from finetune.training import common_training_arguments
+from finetune.training import (
+    CheckpointPlan,
+    checkpoint_plan,
+    common_training_arguments,
+    run_trainer,
+    seed_before_building,
+)
 
 logger = logging.getLogger(__name__)
 
 
 def to_training_arguments(params: GenerationTrainingParams, output_dir: str | Path, placement: Placement, *,
-                          has_validation: bool, sft: dict | None = None):
+                          has_validation: bool, sft: dict | None = None, checkpoints: CheckpointPlan | None = None):
     """Map our training parameters onto ``TrainingArguments``, or ``SFTConfig`` when ``sft`` options are given.
 
     With validation data the model is evaluated (and a checkpoint saved) every ``eval_steps`` steps and the one with
     the lowest validation loss is restored at the end; without it nothing is evaluated or saved along the way.
+    With ``checkpoints`` on, checkpoints hold the full training state and go to its folder so a killed run can
+    resume: every ``eval_steps`` when validation keeps the best model (the best must be among the saved), else
+    every ``checkpoints.every_steps``.
     """
     from transformers import TrainingArguments
 
@@ -50,13 +58,18 @@ def to_training_arguments(params: GenerationTrainingParams, output_dir: str | Pa
         include_num_input_tokens_seen="non_padding",
         gradient_checkpointing=params.gradient_checkpointing,
     )
+    plan = checkpoints or CheckpointPlan()
     if has_validation:
         kwargs.update(eval_strategy="steps", eval_steps=params.eval_steps, save_strategy="steps",
                       save_steps=params.eval_steps, save_only_model=True, save_total_limit=1,
                       load_best_model_at_end=params.load_best_model_at_end, metric_for_best_model="eval_loss",
                       greater_is_better=False)
+        if plan.directory is not None:
+            kwargs.update(plan.arguments())
+            if params.load_best_model_at_end:
+                kwargs.update(save_steps=params.eval_steps)
     else:
-        kwargs.update(eval_strategy="no", save_strategy="no")
+        kwargs.update(eval_strategy="no", **plan.arguments())
     if sft is None:
         return TrainingArguments(**kwargs)
     from trl import SFTConfig
@@ -174,6 +187,7 @@ def _load_base(params: SftParams | CausalLmParams, placement: Placement, workdir
         # Before anything loads: a 4-bit base model cannot exist without CUDA and bitsandbytes.
         require_cuda("QLoRA (4-bit NF4 quantisation with bitsandbytes)")
     resolved = resolve_causal_model(params.model, workdir / "base", texts=texts)
+    seed_before_building(params.training.seed)  # LoRA / prompt-learning weights are drawn when the method is applied
     compute_dtype = torch.bfloat16 if placement.bf16 else torch.float16 if placement.fp16 else torch.float32
     model, tokenizer = load_pretrained_causal_lm(resolved, isinstance(params.method, QLoraMethod), compute_dtype)
     return resolved, model, tokenizer
@@ -192,6 +206,7 @@ class TrainingSetup:
     output_dir: Path
     has_validation: bool
     tokenization: dict
+    checkpoints: CheckpointPlan = field(default_factory=CheckpointPlan)
 
 
 def check_positions(model, method, sequence_length: int) -> None:
@@ -213,9 +228,8 @@ def run_training(setup: TrainingSetup) -> CausalTrainResult:
     # Counted before training: AdaLoRA's budget masks ranks along the way, and what the method trains is the point.
     trainable, total = trainable_parameters(trainer.model)
     with PeakMemory(placement.device) as memory:
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
+        run = run_trainer(trainer, setup.checkpoints)
+        seconds = run.seconds
     if prepared.unfreezing is not None:  # gradual unfreezing: every group unfrozen by the last step counts
         named = dict(trainer.model.named_parameters())
         unfrozen = prepared.unfreezing.history[-1][1]
@@ -223,11 +237,13 @@ def run_training(setup: TrainingSetup) -> CausalTrainResult:
     tokens = int(trainer.state.num_input_tokens_seen)
     stats = {"trainable_parameters": trainable, "total_parameters": total, "peak_memory_mb": round(memory.peak_mb, 1),
              "train_seconds": round(seconds, 2), "train_tokens": tokens,
-             "tokens_per_second": round(tokens / seconds, 1) if seconds else 0.0, "steps": trainer.state.global_step}
+             "tokens_per_second": round(tokens / seconds, 1) if seconds else 0.0, "steps": trainer.state.global_step,
+             "resumed_from_step": run.resumed_from_step}
     if setup.has_validation:
         loss = trainer.evaluate()["eval_loss"]
         stats.update(validation_loss=round(loss, 4), validation_perplexity=round(math.exp(min(loss, 50.0)), 3))
     model_dir = save_trained_model(trainer.model, setup.tokenizer, setup.output_dir / "model", setup.resolved, params)
+    setup.checkpoints.finish()
     history = prepared.unfreezing.history if prepared.unfreezing else []
     return CausalTrainResult(model_dir, list(trainer.state.log_history), stats, setup.tokenization,
                              setup.resolved.description, history)
@@ -295,13 +311,16 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
                              weight_decay=training.weight_decay)
     sft = {"max_length": training.max_length, "completion_only_loss": params.completion_only,
            "packing": params.packing, "dataset_num_proc": None}
-    args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation, sft=sft)
+    plan = checkpoint_plan("sft", training.checkpoints, params, train, validation, template)
+    args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation, sft=sft,
+                                 checkpoints=plan)
     trainer = SFTTrainer(
         model=prepared.model, args=args, train_dataset=datasets["train"], eval_dataset=datasets.get("validation"),
         processing_class=tokenizer, callbacks=prepared.callbacks + early_stopping_callbacks(training, has_validation),
         optimizers=(prepared.optimizer, None),
     )
-    return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization)
+    return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization,
+                         plan)
 
 
 def group_texts(token_ids: list[list[int]], block_size: int, eos_token_id: int) -> list[list[int]]:
@@ -321,7 +340,8 @@ def train_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, params: Causa
 
 
 def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: CausalLmParams,
-                    output_dir: str | Path) -> TrainingSetup:
+                    output_dir: str | Path, checkpoint_name: str = "causal_lm",
+                    checkpoint_inputs: tuple = ()) -> TrainingSetup:
     """Build transformers' ``Trainer`` on documents packed into ``block_size`` blocks (not yet trained).
 
     Args:
@@ -329,6 +349,8 @@ def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: Causa
         validation: Documents for validation loss (may be empty).
         params: Model, method, optimisation and block size.
         output_dir: Work folder; the model is saved to ``<output_dir>/model``.
+        checkpoint_name: The checkpoint folder's trainer name.
+        checkpoint_inputs: What else decides the training, for the checkpoint key (a distillation's teacher and α).
     """
     from datasets import Dataset
     from transformers import Trainer, default_data_collator
@@ -357,11 +379,14 @@ def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: Causa
     prepared = prepare_model(model, params.method, tokenizer_path=resolved.name_or_path,
                              total_steps=_total_steps(training, len(blocks["train"])),
                              learning_rate=training.learning_rate, weight_decay=training.weight_decay)
-    args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation)
+    plan = checkpoint_plan(checkpoint_name, training.checkpoints, params, train, validation, *checkpoint_inputs)
+    args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation,
+                                 checkpoints=plan)
     trainer = Trainer(
         model=prepared.model, args=args, train_dataset=datasets["train"], eval_dataset=datasets.get("validation"),
         data_collator=default_data_collator, processing_class=tokenizer,
         callbacks=prepared.callbacks + early_stopping_callbacks(training, has_validation),
         optimizers=(prepared.optimizer, None),
     )
-    return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization)
+    return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization,
+                         plan)

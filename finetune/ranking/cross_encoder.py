@@ -19,7 +19,13 @@ from finetune.data.types import RankingSet, Run
 from finetune.device import Placement, resolve_placement
 from finetune.models.sources import count_parameters, resolve_model, sentence_transformers_kwargs
 from finetune.params import CrossEncoderParams, MiningParams, TrainingParams
-from finetune.training import common_training_arguments, train_and_save
+from finetune.training import (
+    CheckpointPlan,
+    checkpoint_plan,
+    common_training_arguments,
+    seed_before_building,
+    train_and_save,
+)
 
 if TYPE_CHECKING:
     from finetune.curriculum import QueryCurriculum
@@ -152,12 +158,13 @@ def build_loss(model, loss: str, pairs: pd.DataFrame):
     raise ValueError(f"unknown loss '{loss}'")
 
 
-def to_training_arguments(params: TrainingParams, output_dir: str | Path, placement: Placement):
+def to_training_arguments(params: TrainingParams, output_dir: str | Path, placement: Placement,
+                          checkpoints: CheckpointPlan | None = None):
     """Map our training parameters onto ``CrossEncoderTrainingArguments`` (the one place this happens)."""
     from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
 
     return CrossEncoderTrainingArguments(
-        **common_training_arguments(params, output_dir, placement), save_strategy="no"
+        **{**common_training_arguments(params, output_dir, placement), **(checkpoints or CheckpointPlan()).arguments()}
     )
 
 
@@ -170,6 +177,7 @@ class TrainResult:
         log_history: Trainer log entries with ``step`` and ``loss`` (and ``grad_norm``, ``learning_rate``).
         num_parameters: Parameter count of the trained model.
         train_seconds: Wall time of ``trainer.train()``.
+        resumed_from_step: The checkpoint step this run resumed from (0: trained from the start).
         train_examples: Rows the loss saw per epoch.
         base_model: One-line description of where the starting weights came from.
         device: Resolved device and precision.
@@ -184,6 +192,7 @@ class TrainResult:
     base_model: str = ""
     device: str = ""
     data_fraction: list[float] = field(default_factory=list)
+    resumed_from_step: int = 0
 
 
 def train_cross_encoder(
@@ -193,7 +202,8 @@ def train_cross_encoder(
 
     The tiny_bert source trains its tokenizer on the training queries and passages. With ``curriculum`` the
     trainer draws each batch from the easiest queries' rows as its pacing function allows
-    (:mod:`finetune.curriculum`); the number of optimizer steps is unchanged.
+    (:mod:`finetune.curriculum`); the number of optimizer steps is unchanged. A run killed after a checkpoint
+    (``params.training.checkpoints``) resumes from it when started again with the same pairs and parameters.
     """
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
 
@@ -203,6 +213,7 @@ def train_cross_encoder(
     placement = resolve_placement(params.training.device, params.training.precision)
     texts = pairs["query"].drop_duplicates().tolist() + pairs["passage"].drop_duplicates().tolist()
     resolved = resolve_model(params.model, out / "base", texts=texts)
+    seed_before_building(params.training.seed)
     model = CrossEncoder(
         resolved.name_or_path,
         **resolved.sentence_transformers_kwargs(),
@@ -212,24 +223,26 @@ def train_cross_encoder(
     )
     dataset = to_loss_dataset(pairs, params.loss)
     extra = {} if curriculum is None else {"curriculum": curriculum.for_rows(instance_qids(pairs, params.loss))}
+    plan = checkpoint_plan("cross_encoder", params.training.checkpoints, params, pairs, curriculum)
     trainer = (CrossEncoderTrainer if curriculum is None else with_curriculum(CrossEncoderTrainer))(
         model=model,
-        args=to_training_arguments(params.training, out / "trainer", placement),
+        args=to_training_arguments(params.training, out / "trainer", placement, plan),
         train_dataset=dataset,
         loss=build_loss(model, params.loss, pairs),
         **extra,
     )
     model_dir = out / "model"
-    seconds, history = train_and_save(trainer, model, model_dir)
+    run = train_and_save(trainer, model, model_dir, plan)
     return TrainResult(
         model_dir=model_dir,
-        log_history=history,
+        log_history=run.history,
         num_parameters=count_parameters(model),
-        train_seconds=seconds,
+        train_seconds=run.seconds,
         train_examples=len(dataset),
         base_model=resolved.description,
         device=f"{placement.device}/{placement.precision}",
         data_fraction=[] if curriculum is None else trainer.curriculum_sampler.data_fractions(),
+        resumed_from_step=run.resumed_from_step,
     )
 
 

@@ -26,7 +26,7 @@ from finetune.ranking.cross_encoder import RerankResult, TrainResult
 from finetune.ranking.evaluation import comparison_metrics, metric_key
 from finetune.ranking.layer_dropping import drop_layers
 from finetune.ranking.metrics import RunComparison, compare_runs
-from finetune.training import train_and_save
+from finetune.training import checkpoint_plan, seed_before_building, train_and_save
 
 ARCHITECTURES = ("cross_encoder", "dual_encoder")
 
@@ -173,20 +173,22 @@ def train_cross_encoder_student(
     base, description, _ = student_base(params.student, params.keep_layers, teacher_dir, teacher_description, out,
                                         texts)
     trusted = getattr(params.student, "trust_remote_code", False)  # a spec's flag; "teacher" is our own save
+    seed_before_building(params.training.seed)  # a student from a bi-encoder teacher gets a new classifier
     model = CrossEncoder(str(base), num_labels=1, max_length=params.training.max_length, device=placement.device,
                          **sentence_transformers_kwargs(trusted))
     dataset = cross_encoder_dataset(teacher_scores, params.loss, params.temperature)
+    plan = checkpoint_plan("cross_encoder_student", params.training.checkpoints, params, teacher_scores, base)
     trainer = CrossEncoderTrainer(
         model=model,
-        args=cross_encoder.to_training_arguments(params.training, out / "trainer", placement),
+        args=cross_encoder.to_training_arguments(params.training, out / "trainer", placement, plan),
         train_dataset=dataset,
         loss=cross_encoder_loss(model, params.loss),
     )
     model_dir = out / "model"
-    seconds, history = train_and_save(trainer, model, model_dir)
-    return TrainResult(model_dir=model_dir, log_history=history, num_parameters=count_parameters(model),
-                       train_seconds=seconds, train_examples=len(dataset), base_model=description,
-                       device=f"{placement.device}/{placement.precision}")
+    run = train_and_save(trainer, model, model_dir, plan)
+    return TrainResult(model_dir=model_dir, log_history=run.history, num_parameters=count_parameters(model),
+                       train_seconds=run.seconds, train_examples=len(dataset), base_model=description,
+                       device=f"{placement.device}/{placement.precision}", resumed_from_step=run.resumed_from_step)
 
 
 def rerank_with(

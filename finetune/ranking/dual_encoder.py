@@ -25,7 +25,13 @@ from finetune.ranking.dense_search import search
 from finetune.ranking.evaluation import comparison_metrics, metric_key
 from finetune.ranking.layer_dropping import drop_layers
 from finetune.ranking.metrics import RunComparison, compare_runs
-from finetune.training import common_training_arguments, train_and_save
+from finetune.training import (
+    CheckpointPlan,
+    checkpoint_plan,
+    common_training_arguments,
+    seed_before_building,
+    train_and_save,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +126,8 @@ def build_loss(model, params: DualEncoderParams):
 
 
 def to_training_arguments(
-    params: TrainingParams, output_dir: str | Path, placement: Placement, router_mapping: dict[str, str] | None = None
+    params: TrainingParams, output_dir: str | Path, placement: Placement, router_mapping: dict[str, str] | None = None,
+    checkpoints: CheckpointPlan | None = None,
 ):
     """Map our training parameters onto ``SentenceTransformerTrainingArguments`` (the one place this happens).
 
@@ -130,10 +137,9 @@ def to_training_arguments(
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     return SentenceTransformerTrainingArguments(
-        **common_training_arguments(params, output_dir, placement),
+        **{**common_training_arguments(params, output_dir, placement), **(checkpoints or CheckpointPlan()).arguments()},
         batch_sampler="no_duplicates",
         router_mapping=router_mapping or {},
-        save_strategy="no",
     )
 
 
@@ -149,6 +155,7 @@ class DualTrainResult:
     base_model: str = ""
     kept_layers: tuple[int, ...] | None = None
     device: str = ""
+    resumed_from_step: int = 0
 
 
 def prepare_base(
@@ -206,24 +213,28 @@ def train_dual_encoder(
     texts = frame["query"].drop_duplicates().tolist() + frame["passage"].drop_duplicates().tolist()
     path, description, kept = prepare_base(params, out, texts, base_path, base_description, default_every_other)
     trusted = base_path is None and getattr(params.model, "trust_remote_code", False)  # a teacher is our own save
+    seed_before_building(params.training.seed)
     model = build_dual_encoder(path, params, device=placement.device, trust_remote_code=trusted)
+    plan = checkpoint_plan("dual_encoder", params.training.checkpoints, params, frame, path)
     trainer = SentenceTransformerTrainer(
         model=model,
-        args=to_training_arguments(params.training, out / "trainer", placement, router_mapping(dataset, params.towers)),
+        args=to_training_arguments(params.training, out / "trainer", placement, router_mapping(dataset, params.towers),
+                                   plan),
         train_dataset=dataset,
         loss=build_loss(model, params),
     )
     model_dir = out / "model"
-    seconds, history = train_and_save(trainer, model, model_dir)
+    run = train_and_save(trainer, model, model_dir, plan)
     return DualTrainResult(
         model_dir=model_dir,
-        log_history=history,
+        log_history=run.history,
         num_parameters=count_parameters(model),
-        train_seconds=seconds,
+        train_seconds=run.seconds,
         train_examples=len(dataset),
         base_model=description,
         kept_layers=kept,
         device=f"{placement.device}/{placement.precision}",
+        resumed_from_step=run.resumed_from_step,
     )
 
 
