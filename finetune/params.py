@@ -312,12 +312,14 @@ class CrossEncoderParams(Params):
 
     Losses (sentence-transformers): ``bce`` pointwise (query, passage) → 0/1 (MonoBERT); ``ranknet`` pairwise;
     ``lambda`` (LambdaLoss, nDCG-weighted) and ``listnet`` listwise over (query, [passages]) with graded labels;
-    ``mnrl`` softmax over (query, positive, negatives...).
+    ``mnrl`` softmax over (query, positive, negatives...). ``length_grouped_batches`` batches rows of similar
+    token length (random otherwise) so batches pad less; a curriculum ignores it, as it orders the rows itself.
     """
 
     model: ModelSpec = Field(default_factory=PackagedModel)
     loss: Literal["bce", "ranknet", "lambda", "listnet", "mnrl"] = "bce"
     training: TrainingParams = Field(default_factory=TrainingParams)
+    length_grouped_batches: bool = True
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -346,15 +348,20 @@ class RankingEvalParams(Params):
 
 
 class PromotionParams(Params):
-    """Gate to production: the candidate must beat the first-stage baseline and the current production version.
+    """Gate to production: the candidate must beat the baseline (when the pipeline has one) and the current
+    production version on the primary metric, in the metric's direction (lower perplexity is better).
 
     ``min_delta`` is the smallest improvement of the primary metric that counts (absolute, e.g. 0.005 nDCG).
-    ``require_significance`` additionally asks the paired test against the baseline to be significant.
+    ``require_significance`` additionally asks the paired test against the first-stage baseline to be significant.
+    ``alpha`` and ``stat_test`` are the gate's paired test against production on the items both versions were
+    evaluated on (per query, per example, per pair, per prompt, per document): p must be below ``alpha``.
     """
 
     min_delta: float = Field(0.0, ge=0.0)
     require_significance: bool = False
     stage: Literal["production", "staging"] = "production"
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    stat_test: Literal["student", "fisher"] = "student"
 
 
 # ------------------------------------------------------------------- dual encoders and distillation
@@ -730,11 +737,21 @@ def _check_method_and_training(method, training: GenerationTrainingParams) -> No
         raise ValueError("method prefix_tuning cannot train with training.gradient_checkpointing: true")
 
 
+def _check_padding_free(method, padding_free: bool) -> None:
+    # Prompt-learning methods prepend their virtual tokens to every row; a padding-free row holds many examples.
+    if padding_free and method.name in ("prefix_tuning", "prompt_tuning", "p_tuning", "multitask_prompt_tuning"):
+        raise ValueError(f"padding_free: method {method.name} prepends virtual tokens to each row, so examples "
+                         "cannot share a row; set padding_free: false")
+
+
 class SftParams(Params):
     """Supervised fine-tuning with TRL's SFTTrainer.
 
     ``completion_only`` puts the loss on the response tokens only (prompt tokens are masked with -100);
     ``packing`` concatenates examples without padding (padding-free, position ids restart per example).
+    ``group_by_length`` batches examples of similar length (little padding; see ``finetune.generation.throughput``);
+    ``padding_free`` flattens each batch into one row with position ids restarting per example (pays off with
+    FlashAttention on a GPU; on CPU the dense block-diagonal mask makes it slower than length grouping).
     """
 
     model: CausalModelSpec
@@ -742,10 +759,13 @@ class SftParams(Params):
     training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
     completion_only: bool = True
     packing: bool = False
+    group_by_length: bool = True
+    padding_free: bool = False
 
     @model_validator(mode="after")
     def _compatible(self) -> SftParams:
         _check_method_and_training(self.method, self.training)
+        _check_padding_free(self.method, self.padding_free)
         return self
 
 
@@ -771,6 +791,8 @@ class MethodComparisonParams(Params):
     training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
     completion_only: bool = True
     packing: bool = False
+    group_by_length: bool = True
+    padding_free: bool = False
 
     @model_validator(mode="after")
     def _distinct_methods(self) -> MethodComparisonParams:
@@ -780,12 +802,14 @@ class MethodComparisonParams(Params):
             raise ValueError(f"methods: each method once (repeated: {repeated})")
         for method in self.methods:
             _check_method_and_training(method, self.training)
+            _check_padding_free(method, self.padding_free)
         return self
 
     def sft_params(self, method) -> SftParams:
         """The SFT parameters of one arm of the comparison."""
         return SftParams(model=self.model, method=method, training=self.training,
-                         completion_only=self.completion_only, packing=self.packing)
+                         completion_only=self.completion_only, packing=self.packing,
+                         group_by_length=self.group_by_length, padding_free=self.padding_free)
 
 
 # ------------------------------------------------------------------------------------ generation evaluation

@@ -21,6 +21,7 @@ import pandas as pd
 from finetune.data.instructions import render_frame
 from finetune.device import Placement, require_cuda, resolve_placement
 from finetune.generation.methods import prepare_model, trainable_parameters
+from finetune.generation.throughput import batching_options, tokenize_examples
 from finetune.models.causal import load_pretrained_causal_lm, resolve_causal_model, save_causal_lm
 from finetune.params import (
     AdaLoraMethod,
@@ -280,7 +281,7 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
         train: Example table (``finetune.data.instructions.EXAMPLE_COLUMNS``).
         validation: Example table for validation (may be empty: no validation, no best-checkpoint selection).
         template: ``InstructionDataParams.template``.
-        params: Model, method, optimisation, completion-only loss and packing.
+        params: Model, method, optimisation, completion-only loss, packing and batching.
         output_dir: Work folder; the model is saved to ``<output_dir>/model``.
     """
     from datasets import Dataset
@@ -295,22 +296,21 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
     splits = {"train": render_frame(train, template, tokenizer)}
     if not validation.empty:
         splits["validation"] = render_frame(validation, template, tokenizer)
-    tokenization = {
-        name: token_length_stats([len(tokenizer(p + c, add_special_tokens=False)["input_ids"])
-                                  for p, c in zip(frame["prompt"], frame["completion"], strict=True)],
-                                 training.max_length)
-        for name, frame in splits.items()
-    }
-    datasets = {name: Dataset.from_dict({"prompt": f["prompt"].tolist(), "completion": f["completion"].tolist()})
-                for name, f in splits.items()}
+    # Tokenized once here (for the length statistics and for training); SFTTrainer skips its own tokenization.
+    tokenized = {name: tokenize_examples(tokenizer, f["prompt"], f["completion"], training.max_length,
+                                         params.completion_only) for name, f in splits.items()}
+    tokenization = {name: token_length_stats(t.lengths, training.max_length) for name, t in tokenized.items()}
+    datasets = {name: Dataset.from_dict(t.columns) for name, t in tokenized.items()}
     has_validation = "validation" in datasets
     if isinstance(params.method, AdaLoraMethod) and params.packing and training.max_steps <= 0:
         raise ValueError("adalora with packing: set training.max_steps (packed sequence counts are known only later)")
     prepared = prepare_model(model, params.method, tokenizer_path=resolved.name_or_path,
                              total_steps=_total_steps(training, len(train)), learning_rate=training.learning_rate,
                              weight_decay=training.weight_decay)
-    sft = {"max_length": training.max_length, "completion_only_loss": params.completion_only,
-           "packing": params.packing, "dataset_num_proc": None}
+    # Sequences are already truncated; TRL refuses a max_length with padding-free batches that it does not pack.
+    max_length = None if params.padding_free and not params.packing else training.max_length
+    sft = {"max_length": max_length, "completion_only_loss": params.completion_only, "packing": params.packing,
+           "dataset_num_proc": None, **batching_options(params)}
     plan = checkpoint_plan("sft", training.checkpoints, params, train, validation, template)
     args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation, sft=sft,
                                  checkpoints=plan)
