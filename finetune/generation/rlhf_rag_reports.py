@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from finetune.reports import _img, html_table, plot_curves, render_report
+from finetune.reports import _img, html_table, plot_curves, plot_metric_bars, render_report
 
 
 def rlhf_report(reward_model_metrics: Mapping[str, float], before: Mapping[str, float], after: Mapping[str, float],
@@ -30,8 +30,12 @@ def rlhf_report(reward_model_metrics: Mapping[str, float], before: Mapping[str, 
 
 
 def rag_report(metrics: Mapping[str, float], samples: Sequence[Mapping[str, object]]) -> str:
-    """Retrieval recall and generation metrics in one table, then sample intents (worst ROUGE-L first)."""
-    return render_report("RAG intent generation", [
-        ("Metrics", html_table([{"metric": k, "value": v} for k, v in metrics.items()])),
-        ("Sample intents (worst ROUGE-L first)", html_table(list(samples))),
-    ])
+    """Retrieval recall and generation metrics in one table and one chart, then sample intents (worst ROUGE-L
+    first). The chart shows the metrics on a 0-1 scale (recall, ROUGE); BLEU (0-100) stays in the table."""
+    sections = [("Metrics", html_table([{"metric": k, "value": v} for k, v in metrics.items()]))]
+    fractions = {k: v for k, v in metrics.items() if not k.endswith("_bleu")}
+    if fractions:
+        sections.append(("Recall and ROUGE", _img(plot_metric_bars({"generated intents": fractions}),
+                                                  "retrieval recall and ROUGE of the generated intents")))
+    sections.append(("Sample intents (worst ROUGE-L first)", html_table(list(samples))))
+    return render_report("RAG intent generation", sections)
