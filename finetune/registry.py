@@ -1,10 +1,70 @@
-"""The promotion gate, free of ZenML: given the candidate's and production's metrics, promote or not, and why."""
+"""The promotion gate, free of ZenML: given the candidate's and production's metrics, promote or not, and why.
+
+Every model version stores its per-item values (per-query nDCG, per-example ROUGE-L, per-pair preference
+correctness) next to its metrics, so a later candidate is compared with production on the items both were
+evaluated on, with a paired test; where no per-item values exist the gate compares the means.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from finetune.params import PromotionParams
+from finetune.ranking.metrics import paired_p_value
+
+# Metric names containing one of these are better when lower (test_perplexity, test_nll, eval_loss).
+LOWER_IS_BETTER = ("perplexity", "nll", "loss")
+
+
+def higher_is_better(metric: str) -> bool:
+    """False for perplexity, negative log-likelihood and losses; True for everything else (nDCG, ROUGE, ...)."""
+    return not any(word in metric for word in LOWER_IS_BETTER)
+
+
+def item_key(*texts: str) -> str:
+    """A stable id for an evaluation item named by its text (a prompt; a prompt and its two answers): the first
+    16 hex digits of the sha256 of the texts joined by NUL, so two versions pair the items they share."""
+    return hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()[:16]
+
+
+def per_query_values(comparison: Mapping, run: str, metric: str) -> dict[str, float]:
+    """qid -> value of ``metric`` (``test_ndcg@10`` or ``ndcg@10``) for ``run`` in a ranx run comparison dict.
+
+    Raises:
+        ValueError: The run or the metric is not in the comparison.
+    """
+    name = metric.removeprefix("test_")
+    per_query = comparison["per_query"]
+    if run not in per_query or name not in per_query[run]:
+        raise ValueError(f"the comparison has no per-query {name} for run {run!r} (runs: {sorted(per_query)})")
+    return {str(qid): float(value) for qid, value in per_query[run][name].items()}
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Candidate and production on the items both were evaluated on."""
+
+    n_items: int
+    candidate_mean: float
+    production_mean: float
+    p_value: float
+
+
+def compare_paired(
+    candidate: Mapping[str, float], production: Mapping[str, float], stat_test: str = "student"
+) -> PairedComparison | None:
+    """Paired test on the shared item ids; None when fewer than two items are shared (nothing to pair)."""
+    shared = sorted(set(candidate) & set(production))
+    if len(shared) < 2:
+        return None
+    cand = np.array([candidate[item] for item in shared], dtype=np.float64)
+    prod = np.array([production[item] for item in shared], dtype=np.float64)
+    return PairedComparison(len(shared), float(cand.mean()), float(prod.mean()),
+                            paired_p_value(cand, prod, stat_test=stat_test))
 
 
 @dataclass(frozen=True)
@@ -17,9 +77,13 @@ class PromotionDecision:
         reason: One sentence with the numbers that decided it.
         metric: The primary metric key (``test_ndcg@10``).
         candidate: Candidate value of the primary metric.
-        baseline: First-stage (e.g. BM25) value on the same queries.
+        baseline: Baseline value (BM25, the few-shot or untrained base model), or None when there is none.
         production: Value of the current production version, or None when there is none.
         production_version: Name of the current production version, or None.
+        higher_is_better: The metric's direction.
+        p_value: p of the paired test against production, None when there was no paired test.
+        n_items: Number of items the paired test compared.
+        alpha: Threshold the p-value had to be below.
     """
 
     promote: bool
@@ -27,9 +91,13 @@ class PromotionDecision:
     reason: str
     metric: str
     candidate: float
-    baseline: float
+    baseline: float | None = None
     production: float | None = None
     production_version: str | None = None
+    higher_is_better: bool = True
+    p_value: float | None = None
+    n_items: int | None = None
+    alpha: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,29 +106,128 @@ class PromotionDecision:
 def decide_promotion(
     metric: str,
     candidate: float,
-    baseline: float,
-    baseline_significant: bool,
-    production: float | None,
-    production_version: str | None,
     params: PromotionParams,
+    *,
+    baseline: float | None = None,
+    baseline_significant: bool | None = None,
+    production: float | None = None,
+    production_version: str | None = None,
+    candidate_items: Mapping[str, float] | None = None,
+    production_items: Mapping[str, float] | None = None,
 ) -> PromotionDecision:
-    """Promote only if the candidate beats the baseline and the production version by at least ``min_delta``.
+    """Promote only if the candidate beats the baseline and production by more than ``min_delta``, in the
+    metric's direction, and, where both versions have per-item values, significantly (paired test, p < alpha).
 
-    Example: candidate 0.71, BM25 0.52, production 0.70, min_delta 0.005 → 0.71 − 0.70 = 0.01 ≥ 0.005 → promote.
+    Examples (higher is better, min_delta 0.005, alpha 0.05):
+
+    - no production, candidate 0.71, BM25 0.52 → 0.71 − 0.52 = 0.19 ≥ 0.005 → promote.
+    - production 0.70 (means only), candidate 0.71 → 0.01 ≥ 0.005 → promote.
+    - shared items: candidate mean 0.71, production 0.70, p = 0.30 ≥ 0.05 → stays in staging.
+    - test_perplexity (lower is better): candidate 12.0, production 12.5 → −0.5 is an improvement of 0.5.
+
+    Equal values never promote: the improvement must be positive as well as at least ``min_delta``.
     """
-    common = dict(stage=params.stage, metric=metric, candidate=candidate, baseline=baseline,
-                  production=production, production_version=production_version)
-    if candidate - baseline < params.min_delta or candidate <= baseline:
-        return PromotionDecision(False, reason=f"{metric} {candidate:.4f} does not beat the first-stage baseline "
-                                 f"{baseline:.4f} by {params.min_delta}", **common)
+    higher = higher_is_better(metric)
+    sign = 1.0 if higher else -1.0
+
+    def beats(value: float, reference: float) -> bool:
+        gain = sign * (value - reference)
+        return gain > 0 and gain >= params.min_delta
+
+    common = dict(stage=params.stage, metric=metric, candidate=candidate, baseline=baseline, production=production,
+                  production_version=production_version, higher_is_better=higher, alpha=params.alpha)
+    direction = "" if higher else " (lower is better)"
+    if baseline is not None and not beats(candidate, baseline):
+        return PromotionDecision(False, reason=f"{metric} {candidate:.4f} does not beat the baseline {baseline:.4f} "
+                                 f"by more than {params.min_delta}{direction}", **common)
     if params.require_significance and not baseline_significant:
-        return PromotionDecision(False, reason=f"{metric} {candidate:.4f} beats the baseline {baseline:.4f} but the "
-                                 "paired test is not significant", **common)
+        return PromotionDecision(False, reason=f"{metric} {candidate:.4f}: the paired test against the baseline "
+                                 f"{'is not significant' if baseline_significant is False else 'was not run'}",
+                                 **common)
+    against = "" if baseline is None else f"; beats the baseline {baseline:.4f}"
     if production is None:
-        return PromotionDecision(True, reason=f"no {params.stage} version yet; {metric} {candidate:.4f} beats the "
-                                 f"baseline {baseline:.4f}", **common)
-    if candidate - production < params.min_delta or candidate <= production:
-        return PromotionDecision(False, reason=f"{metric} {candidate:.4f} does not beat {params.stage} version "
-                                 f"{production_version} ({production:.4f}) by {params.min_delta}", **common)
-    return PromotionDecision(True, reason=f"{metric} {candidate:.4f} beats {params.stage} version "
-                             f"{production_version} ({production:.4f}) and the baseline {baseline:.4f}", **common)
+        none = f"no {params.stage} version yet" if production_version is None else \
+            f"{params.stage} version {production_version} has no {metric} to compare with"
+        return PromotionDecision(True, reason=f"{none}; {metric} {candidate:.4f}{direction}{against}", **common)
+    who = f"{params.stage} version {production_version}"
+    paired = None
+    if candidate_items is not None and production_items is not None:
+        paired = compare_paired(candidate_items, production_items, params.stat_test)
+    if paired is None:
+        why = "no per-item values to pair" if candidate_items is None or production_items is None else \
+            "fewer than 2 shared items"
+        if not beats(candidate, production):
+            return PromotionDecision(False, reason=f"{metric} {candidate:.4f} does not beat {who} ({production:.4f}) "
+                                     f"by more than {params.min_delta}{direction} ({why}: means compared)", **common)
+        return PromotionDecision(True, reason=f"{metric} {candidate:.4f} beats {who} ({production:.4f}){direction}"
+                                 f"{against} ({why}: means compared)", **common)
+    numbers = (f"{metric} {paired.candidate_mean:.4f} vs {who} {paired.production_mean:.4f} on "
+               f"{paired.n_items} shared items, paired {params.stat_test} p = {paired.p_value:.3g}")
+    common.update(p_value=paired.p_value, n_items=paired.n_items)
+    if not beats(paired.candidate_mean, paired.production_mean):
+        return PromotionDecision(False, reason=f"{numbers}: not better by more than {params.min_delta}{direction}",
+                                 **common)
+    if not paired.p_value < params.alpha:
+        return PromotionDecision(False, reason=f"{numbers}: better but not significant (alpha {params.alpha})",
+                                 **common)
+    return PromotionDecision(True, reason=f"{numbers} < alpha {params.alpha}{direction}{against}", **common)
+
+
+def best_method(rows: list[Mapping[str, object]], metric: str) -> tuple[str, dict[str, float]]:
+    """The method whose ``metric`` is best (in its direction) and the metrics to register for it.
+
+    The returned metrics are the best row's numbers under their own names (``test_rougeL``) plus every method's
+    ``<method>_<key>`` numbers, so the version records the whole comparison it won.
+
+    Raises:
+        ValueError: No rows, or no row has ``metric``.
+    """
+    scored = [row for row in rows if isinstance(row.get(metric), int | float)]
+    if not scored:
+        raise ValueError(f"no method has {metric}; measured: {sorted({k for row in rows for k in row})}")
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    best = max(scored, key=lambda row: sign * float(row[metric]))
+    numbers = {key: float(value) for key, value in best.items() if isinstance(value, int | float)}
+    for row in rows:
+        numbers.update({f"{row['method']}_{key}": float(value) for key, value in row.items()
+                        if isinstance(value, int | float)})
+    return str(best["method"]), numbers
+
+
+def parent_specs(parents: Mapping[str, object]) -> dict[str, dict]:
+    """Parent models by role as JSON dicts for the model version: a model spec's fields (``kind: registered``
+    ones are resolved to a version number by the gate step), a plain value such as ``teacher`` (the student
+    starts from the teacher) as ``{"model": value}``; roles without a model (None) are left out."""
+    specs = {}
+    for role, spec in parents.items():
+        if spec is None:
+            continue
+        specs[role] = spec.model_dump(mode="json") if hasattr(spec, "model_dump") else {"model": str(spec)}
+    return specs
+
+
+def data_check(current: Mapping[str, str], recorded: Mapping[str, str] | None, force: bool = False,
+               version: str | None = None) -> dict:
+    """Whether to retrain: the data sources' fingerprints (path -> sha256) against those recorded on the
+    production version ``version``.
+
+    Returns:
+        ``retrain`` (bool), ``reason`` (one sentence), and the ``changed``, ``added`` and ``removed`` paths.
+    """
+    recorded = dict(recorded or {})
+    changed = sorted(p for p in set(current) & set(recorded) if current[p] != recorded[p])
+    added, removed = sorted(set(current) - set(recorded)), sorted(set(recorded) - set(current))
+    diff = {"changed": changed, "added": added, "removed": removed}
+    if version is None:
+        return {"retrain": True, "reason": "no production version yet: training", **diff}
+    if not recorded:
+        return {"retrain": True, "reason": f"production version {version} has no data fingerprints: training", **diff}
+    if changed or added or removed:
+        parts = [f"{len(paths)} {what}" for what, paths in diff.items() if paths]
+        return {"retrain": True, "reason": f"new data since production version {version} ({', '.join(parts)} "
+                f"of {len(current)} files): training", **diff}
+    if force:
+        return {"retrain": True, "reason": f"no new data since production version {version}, but force is set: "
+                "training", **diff}
+    return {"retrain": False, "reason": f"no new data since production version {version} (all {len(current)} "
+            "files have the same sha256): nothing to train", **diff}

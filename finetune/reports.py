@@ -395,3 +395,22 @@ def curriculum_report(
     if extra:
         sections.append(("Details", html_table([{"key": k, "value": v} for k, v in extra.items()])))
     return render_report(title, sections)
+
+
+def promotion_html(decision: Mapping[str, object]) -> str:
+    """The promotion gate's decision as an HTML section: the outcome, its reason and the numbers behind it."""
+    outcome = f"promoted to {decision['stage']}" if decision["promote"] else "not promoted"
+    rows = [{key: decision.get(key) for key in ("metric", "candidate", "baseline", "production",
+                                                   "production_version", "p_value", "n_items", "alpha")}]
+    return (f"<h2>Promotion</h2>\n<p class=\"headline\">{html.escape(outcome)}: "
+            f"{html.escape(str(decision['reason']))}</p>\n{html_table(rows)}")
+
+
+def with_promotion(report: str, decision: Mapping[str, object] | None) -> str:
+    """``report`` (a document from :func:`render_report`) with the promotion section at the end of its body."""
+    if decision is None:
+        return report
+    head, body_end, tail = report.rpartition("</body>")
+    if not body_end:
+        raise ValueError("the report has no </body> to insert the promotion section before")
+    return f"{head}{promotion_html(decision)}\n{body_end}{tail}"

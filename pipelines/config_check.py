@@ -17,7 +17,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
 
-PIPELINE_MODULES = ("pipelines.ranking", "pipelines.generation")
+PIPELINE_MODULES = ("pipelines.ranking", "pipelines.generation", "pipelines.retraining")
 NOT_RUN_CONFIGS = ("stacks", "schedules")
 
 

@@ -21,6 +21,7 @@ from finetune.params import (
     SftParams,
     TextDataParams,
 )
+from finetune.registry import parent_specs
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
 from steps.data.fingerprint_preferences import fingerprint_preferences
@@ -49,9 +50,9 @@ from steps.evaluate.evaluate_preference_pairs import evaluate_preference_pairs
 from steps.evaluate.few_shot_baseline import few_shot_baseline
 from steps.evaluate.generate_intents import generate_intents
 from steps.registry.hooks import discard_model_version_on_failure
-from steps.registry.log_model_metrics import log_model_metrics
 from steps.registry.prepare_retriever import prepare_retriever
-from steps.registry.promote_generation_model import promote_generation_model
+from steps.registry.promote_model import promote_model
+from steps.registry.select_best_method import select_best_method
 from steps.train.distill_causal_lm_model import distill_causal_lm_model
 from steps.train.prepare_causal_lm import prepare_causal_lm
 from steps.train.train_causal_lm_model import train_causal_lm_model
@@ -60,6 +61,16 @@ from steps.train.train_intent_generator import train_intent_generator
 from steps.train.train_reward_model import train_reward_model
 from steps.train.train_rl_policy import train_rl_policy
 from steps.train.train_sft_model import train_sft_model
+
+
+def generation_gate(metrics, fingerprints, promotion: PromotionParams, primary_metric: str, parents: dict,
+                    baseline_metric: str | None = None, other_metrics: list | None = None, per_item=None):
+    """``promote_model`` for a generation candidate; ``parents`` are model specs by role (None: no such model);
+    ``per_item`` the primary metric's value per evaluation item, where the evaluator measures one."""
+    decision, _ = promote_model(
+        metrics, fingerprints, promotion, primary_metric, other_metrics or [], baseline_metric=baseline_metric,
+        per_item=per_item, parents=parent_specs(parents))
+    return decision
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
@@ -78,16 +89,18 @@ def sft_training(
     base_model_dir = prepare_causal_lm(sft.model, train, quantize_4bit=sft.method.name == "qlora")
     model_dir, training_log, training_stats = train_sft_model(base_model_dir, train, validation, sft, data.template)
     perplexity = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
-    metrics, samples = evaluate_generations(model_dir, test, evaluation, template=data.template)
+    metrics, samples, per_example = evaluate_generations(model_dir, test, evaluation, template=data.template)
     mc_train = mc_test = mc_metrics = None
     if mc_data is not None:
         mc_train, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
         mc_metrics = evaluate_multiple_choice(model_dir, mc_test, evaluation)
     few_shot, few_shot_samples = few_shot_baseline(base_model_dir, train, test, evaluation, mc_train, mc_test,
                                                    template=data.template)
-    promote_generation_model(metrics, few_shot, promotion, primary_metric, other_metrics=perplexity)
+    decision = generation_gate(metrics, fingerprints, promotion, primary_metric, {"base_model": sft.model},
+                               baseline_metric=f"few_shot_{primary_metric}", other_metrics=[few_shot, perplexity],
+                               per_item=per_example if primary_metric == "test_rougeL" else None)
     build_generation_report(metrics, samples, evaluation, perplexity, mc_metrics, few_shot, few_shot_samples,
-                            training_log, title=f"SFT ({sft.method.name})")
+                            training_log, title=f"SFT ({sft.method.name})", promotion_decision=decision)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
@@ -95,17 +108,19 @@ def causal_lm_training(
     data: TextDataParams,
     causal_lm: CausalLmParams,
     evaluation: GenerationEvalParams = GenerationEvalParams(),
+    promotion: PromotionParams = PromotionParams(),
 ) -> None:
     """Continued pre-training: text corpus split by document → base model → Trainer on packed blocks → held-out
-    perplexity of the base and the trained model → metrics on the model version → HTML report."""
+    perplexity of the base and the trained model → promotion gate (lower is better) → HTML report."""
     fingerprints = fingerprint_text_corpus(data)
     train, validation, test = load_text_corpus(data, fingerprints)
     base_model_dir = prepare_causal_lm(causal_lm.model, train, quantize_4bit=causal_lm.method.name == "qlora")
     before = evaluate_perplexity(base_model_dir, test, evaluation, split="base_test", id="evaluate_base_perplexity")
     model_dir, training_log, training_stats = train_causal_lm_model(base_model_dir, train, validation, causal_lm)
     after = evaluate_perplexity(model_dir, test, evaluation)
-    log_model_metrics(after, before, training_stats)
-    build_causal_lm_report(before, after, training_stats, training_log)
+    decision = generation_gate(after, fingerprints, promotion, "test_perplexity", {"base_model": causal_lm.model},
+                               baseline_metric="base_test_perplexity", other_metrics=[before, training_stats])
+    build_causal_lm_report(before, after, training_stats, training_log, promotion_decision=decision)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
@@ -114,6 +129,8 @@ def method_comparison(
     comparison: MethodComparisonParams,
     evaluation: GenerationEvalParams = GenerationEvalParams(),
     mc_data: MultipleChoiceDataParams | None = None,
+    promotion: PromotionParams = PromotionParams(),
+    primary_metric: str = "test_rougeL",
 ) -> None:
     """Every configured method fine-tunes the same base model on the same data and budget; each is evaluated the
     same way, and one table and chart compare trainable parameters, memory, time, tokens/s, loss and metrics."""
@@ -130,11 +147,15 @@ def method_comparison(
         model_dir, _, stats = train_sft_model(base_model_dir, train, validation, comparison.sft_params(method),
                                               data.template, id=f"train_{name}")
         perplexity = evaluate_perplexity(model_dir, test, evaluation, template=data.template, id=f"perplexity_{name}")
-        metrics, _ = evaluate_generations(model_dir, test, evaluation, template=data.template, id=f"generate_{name}")
+        metrics, _, _ = evaluate_generations(model_dir, test, evaluation, template=data.template,
+                                             id=f"generate_{name}")
         mc_metrics = None if mc_test is None else evaluate_multiple_choice(model_dir, mc_test, evaluation,
                                                                            id=f"multiple_choice_{name}")
         results = collect_method_result(name, stats, perplexity, metrics, mc_metrics, results, id=f"collect_{name}")
-    build_method_comparison_report(results)
+    best_metrics, _ = select_best_method(results, primary_metric)
+    decision = generation_gate(best_metrics, fingerprints, promotion, primary_metric,
+                               {"base_model": comparison.model})
+    build_method_comparison_report(results, promotion_decision=decision)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
@@ -142,10 +163,11 @@ def lm_distillation(
     data: TextDataParams,
     distillation: LmDistillationParams,
     evaluation: GenerationEvalParams = GenerationEvalParams(),
+    promotion: PromotionParams = PromotionParams(),
 ) -> None:
     """Causal-LM distillation: text corpus → teacher (trained on the corpus first when ``teacher_training`` is set)
     → student trained with α·τ²·KL + (1−α)·CE and the same student with α = 0 → held-out perplexity, size and
-    tokens/s of all three → metrics on the model version → HTML report."""
+    tokens/s of all three → promotion gate → HTML report."""
     fingerprints = fingerprint_text_corpus(data)
     train, validation, test = load_text_corpus(data, fingerprints)
     teacher_dir = prepare_causal_lm(distillation.teacher, train, id="prepare_teacher")
@@ -160,8 +182,11 @@ def lm_distillation(
         id="train_student_without_teacher")
     comparison, metrics = compare_distilled_models(teacher_dir, model_dir, baseline_dir, test, evaluation,
                                                    block_size=distillation.block_size)
-    log_model_metrics(metrics, {}, training_stats)
-    build_distillation_report(comparison, training_stats, baseline_stats, training_log, baseline_log)
+    decision = generation_gate(metrics, fingerprints, promotion, "test_perplexity",
+                               {"teacher": distillation.teacher, "student_base": distillation.student},
+                               baseline_metric="no_kd_test_perplexity", other_metrics=[training_stats])
+    build_distillation_report(comparison, training_stats, baseline_stats, training_log, baseline_log,
+                              promotion_decision=decision)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
@@ -169,9 +194,10 @@ def rlhf_training(
     data: PreferenceDataParams,
     rlhf: RlhfParams,
     evaluation: RewardEvalParams = RewardEvalParams(),
+    promotion: PromotionParams = PromotionParams(),
 ) -> None:
     """RLHF: preference pairs → reward model (TRL RewardTrainer, held-out pairwise accuracy) → the policy's mean
-    reward on held-out prompts → RLOO/GRPO against the reward model → mean reward again → metrics on the version
+    reward on held-out prompts → RLOO/GRPO against the reward model → mean reward again → promotion gate
     → HTML report."""
     fingerprints = fingerprint_preferences(data)
     train, test, texts = load_preferences(data, fingerprints)
@@ -181,12 +207,13 @@ def rlhf_training(
                                     id="evaluate_base_reward")
     model_dir, training_log = train_rl_policy(base_model_dir, reward_model_dir, train, rlhf)
     after = evaluate_policy_reward(model_dir, reward_model_dir, test, evaluation)
-    log_model_metrics(after, before, reward_model_metrics)
-    build_rlhf_report(reward_model_metrics, before, after, reward_log, training_log)
+    decision = generation_gate(after, fingerprints, promotion, "test_mean_reward", {"base_model": rlhf.model},
+                               baseline_metric="base_test_mean_reward", other_metrics=[before, reward_model_metrics])
+    build_rlhf_report(reward_model_metrics, before, after, reward_log, training_log, promotion_decision=decision)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
-def rag_intent(data: RagDataParams, rag: RagParams) -> None:
+def rag_intent(data: RagDataParams, rag: RagParams, promotion: PromotionParams = PromotionParams()) -> None:
     """RAG intent generation: corpus + queries → top-k passages (BM25, or a dual encoder given as a spec or a
     registered version) → prompt with the query and its passages → intent from a causal LM fine-tuned on the train
     queries, or from an OpenAI-compatible endpoint (key from a ZenML secret) → retrieval recall and ROUGE → HTML
@@ -206,7 +233,10 @@ def rag_intent(data: RagDataParams, rag: RagParams) -> None:
         base_model_dir = prepare_causal_lm(rag.generator.sft.model, train)
         model_dir, _ = train_intent_generator(base_model_dir, train, rag.generator)
     metrics, samples = generate_intents(test, retrieval_metrics, rag, model_dir)
-    build_rag_report(metrics, samples)
+    generator_base = rag.generator.sft.model if rag.generator.kind == "local" else None
+    decision = generation_gate(metrics, fingerprints, promotion, "test_rougeL",
+                               {"retriever": retriever.model, "generator_base": generator_base})
+    build_rag_report(metrics, samples, promotion_decision=decision)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
@@ -214,10 +244,11 @@ def dpo_alignment(
     data: PreferenceDataParams,
     dpo: DpoParams,
     evaluation: GenerationEvalParams = GenerationEvalParams(),
+    promotion: PromotionParams = PromotionParams(),
 ) -> None:
     """DPO: preference pairs (JSONL or HH-RLHF transcripts) → starting model → TRL DPOTrainer (full or LoRA; the
     reference explicit, the adapter-disabled base, or precomputed) → held-out preference accuracy and reward
-    margins → metrics on the model version → HTML report with preference agreement over training."""
+    margins → promotion gate (per-pair paired test) → HTML report with preference agreement over training."""
     fingerprints = fingerprint_preferences(data)
     train, test, texts = load_preferences(data, fingerprints)
     base_model_dir = prepare_causal_lm(dpo.model, texts, quantize_4bit=dpo.method.name == "qlora")
@@ -228,6 +259,8 @@ def dpo_alignment(
                                                                   reference_dir=reference_dir)
     else:
         model_dir, training_log, training_stats = train_dpo_model(base_model_dir, train, test, dpo)
-    metrics = evaluate_preference_pairs(model_dir, reference_dir, test, evaluation, beta=dpo.beta)
-    log_model_metrics(metrics, {}, training_stats)
-    build_dpo_report(metrics, training_stats, training_log)
+    metrics, per_pair = evaluate_preference_pairs(model_dir, reference_dir, test, evaluation, beta=dpo.beta)
+    decision = generation_gate(metrics, fingerprints, promotion, "test_preference_accuracy",
+                               {"base_model": dpo.model, "reference_model": dpo.reference_model},
+                               other_metrics=[training_stats], per_item=per_pair)
+    build_dpo_report(metrics, training_stats, training_log, promotion_decision=decision)

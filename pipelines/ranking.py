@@ -18,6 +18,8 @@ from finetune.params import (
     TeacherParams,
 )
 from finetune.ranking.curriculum import NEEDS_TRAINED_MODEL, STANDARD
+from finetune.ranking.evaluation import metric_key
+from finetune.registry import parent_specs
 from steps.data.fingerprint_sources import fingerprint_sources
 from steps.data.load_msmarco import load_msmarco
 from steps.data.mine_hard_negatives import mine_hard_negatives
@@ -43,6 +45,48 @@ from steps.train.train_cross_encoder_curriculum import train_cross_encoder_curri
 from steps.train.train_dual_encoder import train_dual_encoder
 
 
+def ranking_gate(metrics, comparison, candidate_run, fingerprints, evaluation: RankingEvalParams,
+                 retrieval: RetrievalParams, promotion: PromotionParams, parents: dict, **options):
+    """``promote_model`` for a ranking candidate: the primary metric against the first stage and production,
+    paired on the per-query values of ``candidate_run`` in the ranx comparison; ``parents`` are model specs."""
+    decision, _ = promote_model(
+        metrics, fingerprints, promotion, metric_key(evaluation.primary_metric), [],
+        baseline_metric=metric_key(evaluation.primary_metric, retrieval.first_stage), comparison=comparison,
+        candidate_run=candidate_run, parents=parent_specs(parents), **options)
+    return decision
+
+
+def cross_encoder_steps(fingerprints, data: RankingDataParams, retrieval: RetrievalParams, mining: MiningParams,
+                        cross_encoder: CrossEncoderParams, evaluation: RankingEvalParams, promotion: PromotionParams):
+    """Everything in ``cross_encoder_training`` after the fingerprints (``retraining`` reuses it)."""
+    train_set, eval_set = load_msmarco(data, fingerprints)
+    train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
+    pairs = mine_hard_negatives(train_set, train_run, mining)
+    model_dir, training_log = train_cross_encoder(pairs, cross_encoder)
+    reranked, stats = rerank_candidates(model_dir, eval_set, eval_run, evaluation, cross_encoder.training.max_length)
+    metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation)
+    decision = ranking_gate(metrics, comparison, "cross_encoder", fingerprints, evaluation, retrieval, promotion,
+                            {"base_model": cross_encoder.model})
+    build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation)
+
+
+def dual_encoder_steps(fingerprints, data: RankingDataParams, retrieval: RetrievalParams, mining: MiningParams,
+                       dual_encoder: DualEncoderParams, dense: DenseEvalParams, evaluation: RankingEvalParams,
+                       promotion: PromotionParams):
+    """Everything in ``dual_encoder_training`` after the fingerprints (``retraining`` reuses it)."""
+    train_set, eval_set = load_msmarco(data, fingerprints)
+    train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
+    pairs = mine_hard_negatives(train_set, train_run, mining)
+    model_dir, training_log = train_dual_encoder(pairs, dual_encoder)
+    metrics, comparison, stats = evaluate_dual_encoder(model_dir, eval_set, eval_run, evaluation, dense,
+                                                       dual_encoder.training.max_length)
+    candidate = "dense" if dense.primary == "retrieval" else "rerank"
+    decision = ranking_gate(metrics, comparison, candidate, fingerprints, evaluation, retrieval, promotion,
+                            {"base_model": dual_encoder.model})
+    build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation,
+                         title="Dual-encoder retrieval")
+
+
 @pipeline(on_failure=discard_model_version_on_failure)
 def cross_encoder_training(
     data: RankingDataParams,
@@ -53,15 +97,7 @@ def cross_encoder_training(
     promotion: PromotionParams = PromotionParams(),
 ) -> None:
     """MonoBERT reranking: BM25 top-k → hard negatives → cross-encoder → rerank held-out queries → ranx → gate."""
-    fingerprints = fingerprint_sources(data)
-    train_set, eval_set = load_msmarco(data, fingerprints)
-    train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
-    pairs = mine_hard_negatives(train_set, train_run, mining)
-    model_dir, training_log = train_cross_encoder(pairs, cross_encoder)
-    reranked, stats = rerank_candidates(model_dir, eval_set, eval_run, evaluation, cross_encoder.training.max_length)
-    metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation)
-    decision = promote_model(metrics, evaluation, promotion, baseline=retrieval.first_stage)
-    build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation)
+    cross_encoder_steps(fingerprint_sources(data), data, retrieval, mining, cross_encoder, evaluation, promotion)
 
 
 @pipeline(on_failure=discard_model_version_on_failure)
@@ -75,16 +111,7 @@ def dual_encoder_training(
     promotion: PromotionParams = PromotionParams(),
 ) -> None:
     """Bi-encoder: in-batch + hard negatives → dense retrieval over the corpus and BM25 reranking → ranx → gate."""
-    fingerprints = fingerprint_sources(data)
-    train_set, eval_set = load_msmarco(data, fingerprints)
-    train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
-    pairs = mine_hard_negatives(train_set, train_run, mining)
-    model_dir, training_log = train_dual_encoder(pairs, dual_encoder)
-    metrics, comparison, stats = evaluate_dual_encoder(model_dir, eval_set, eval_run, evaluation, dense,
-                                                       dual_encoder.training.max_length)
-    decision = promote_model(metrics, evaluation, promotion, baseline=retrieval.first_stage)
-    build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation,
-                         title="Dual-encoder retrieval")
+    dual_encoder_steps(fingerprint_sources(data), data, retrieval, mining, dual_encoder, dense, evaluation, promotion)
 
 
 def teacher_model_dir(teacher: TeacherParams, train_pairs):
@@ -119,7 +146,8 @@ def cross_encoder_distillation(
     model_dir, training_log = distill_cross_encoder(scores, teacher_dir, distillation)
     metrics, comparison, stats = compare_teacher_student(teacher_dir, model_dir, eval_set, eval_run, evaluation,
                                                          distillation.training.max_length)
-    decision = promote_model(metrics, evaluation, promotion, baseline=retrieval.first_stage)
+    decision = ranking_gate(metrics, comparison, "student", fingerprints, evaluation, retrieval, promotion,
+                            {"teacher": teacher.model, "student_base": distillation.student})
     build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation,
                          title="Cross-encoder distillation")
 
@@ -145,7 +173,8 @@ def dual_encoder_distillation(
     model_dir, training_log = distill_dual_encoder(scores, teacher_dir, distillation)
     metrics, comparison, stats = compare_teacher_student(teacher_dir, model_dir, eval_set, eval_run, evaluation,
                                                          distillation.student.training.max_length)
-    decision = promote_model(metrics, evaluation, promotion, baseline=retrieval.first_stage)
+    decision = ranking_gate(metrics, comparison, "student", fingerprints, evaluation, retrieval, promotion,
+                            {"teacher": teacher.model, "student_base": distillation.student.model})
     build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation,
                          title="Dual-encoder distillation")
 
@@ -184,7 +213,7 @@ def ranking_curriculum(
             for name in names]
     metrics, comparison, best = evaluate_curricula(eval_set, eval_run, runs, names, evaluation)
     select_best_model([trained[name][0] for name in names], names, best)
-    decision = promote_model(metrics, evaluation, promotion, baseline=retrieval.first_stage,
-                             after="select_best_model")
+    decision = ranking_gate(metrics, comparison, best, fingerprints, evaluation, retrieval, promotion,
+                            {"base_model": cross_encoder.model}, after="select_best_model")
     build_curriculum_report(comparison, [trained[name][1] for name in names],
                             [trained[name][2] for name in names], names, best, decision, evaluation)

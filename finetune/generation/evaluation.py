@@ -572,6 +572,23 @@ def evaluate_generation(
     Returns:
         ``(metrics, sample rows)``.
     """
+    metrics, rows, _ = evaluate_generation_per_example(model, tokenizer, prompts, references, params, split, prefix,
+                                                       stop)
+    return metrics, rows
+
+
+def evaluate_generation_per_example(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    references: Sequence[str],
+    params: GenerationEvalParams,
+    split: str = "test",
+    prefix: str = "",
+    stop: Sequence[str] = (),
+) -> tuple[dict[str, float], list[dict[str, object]], list[float]]:
+    """:func:`evaluate_generation` plus every evaluated example's ROUGE-L F-measure, in prompt order (the first
+    ``params.max_examples`` prompts), for paired comparisons between models."""
     prompts, references = list(prompts[: params.max_examples]), list(references[: params.max_examples])
     if not prompts:
         raise ValueError("no held-out prompts to generate for")
@@ -579,7 +596,8 @@ def evaluate_generation(
         model, tokenizer, [prefix + p for p in prompts], params.max_new_tokens, params.batch_size, stop
     )
     metrics = generation_metrics(generated, references, split)
-    return metrics, sample_table(prompts, references, generated, params.num_samples, params.seed)
+    per_example = [float(v) for v in rouge_scores(generated, references, ("rougeL",))["rougeL"]]
+    return metrics, sample_table(prompts, references, generated, params.num_samples, params.seed), per_example
 
 
 def evaluate_few_shot(

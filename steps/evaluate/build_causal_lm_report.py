@@ -4,6 +4,7 @@ from zenml import step
 from zenml.types import HTMLString
 
 from finetune.generation.reports import causal_lm_report
+from finetune.reports import with_promotion
 
 
 @step
@@ -12,6 +13,8 @@ def build_causal_lm_report(
     perplexity_metrics: dict[str, float],
     training_stats: dict,
     training_log: list[dict],
+    promotion_decision: dict | None = None,
 ) -> Annotated[HTMLString, "report"]:
     """HTML report: held-out perplexity of the base and the trained model, training measurements, loss curve."""
-    return HTMLString(causal_lm_report(base_perplexity, perplexity_metrics, training_stats, training_log))
+    html = causal_lm_report(base_perplexity, perplexity_metrics, training_stats, training_log)
+    return HTMLString(with_promotion(html, promotion_decision))

@@ -4,6 +4,7 @@ from zenml import step
 from zenml.types import HTMLString
 
 from finetune.generation.distillation_report import distillation_report
+from finetune.reports import with_promotion
 
 
 @step
@@ -13,7 +14,8 @@ def build_distillation_report(
     baseline_stats: dict,
     training_log: list[dict],
     baseline_log: list[dict],
+    promotion_decision: dict | None = None,
 ) -> Annotated[HTMLString, "report"]:
     """HTML report: teacher vs distilled student vs the student without a teacher, and both loss curves."""
-    return HTMLString(distillation_report(model_comparison, training_stats, baseline_stats, training_log,
-                                          baseline_log))
+    html = distillation_report(model_comparison, training_stats, baseline_stats, training_log, baseline_log)
+    return HTMLString(with_promotion(html, promotion_decision))

@@ -4,11 +4,15 @@ from zenml import step
 from zenml.types import HTMLString
 
 from finetune.generation.preference_report import dpo_report
+from finetune.reports import with_promotion
 
 
 @step
 def build_dpo_report(
-    preference_metrics: dict[str, float], training_stats: dict, training_log: list[dict]
+    preference_metrics: dict[str, float],
+    training_stats: dict,
+    training_log: list[dict],
+    promotion_decision: dict | None = None,
 ) -> Annotated[HTMLString, "report"]:
     """HTML report: held-out preference accuracy and margins, preference agreement over training, DPO loss."""
-    return HTMLString(dpo_report(preference_metrics, training_stats, training_log))
+    return HTMLString(with_promotion(dpo_report(preference_metrics, training_stats, training_log), promotion_decision))

@@ -6,6 +6,7 @@ from zenml.types import HTMLString
 
 from finetune.generation.eval_report import generation_report
 from finetune.params import GenerationEvalParams
+from finetune.reports import with_promotion
 
 
 @step
@@ -20,6 +21,7 @@ def build_generation_report(
     training_log: list[dict] | None = None,
     details: dict[str, str] | None = None,
     title: str = "Generation evaluation",
+    promotion_decision: dict | None = None,
 ) -> Annotated[HTMLString, "report"]:
     """HTML report: metric table (fine-tuned vs few-shot), comparison chart, loss curve, sample generations."""
     metrics = {**(perplexity_metrics or {}), **generation_metrics, **(mc_metrics or {})}
@@ -28,4 +30,4 @@ def build_generation_report(
         None if few_shot_samples is None else few_shot_samples.to_dict("records"),
         evaluation.few_shot_k, training_log, details,
     )
-    return HTMLString(html)
+    return HTMLString(with_promotion(html, promotion_decision))

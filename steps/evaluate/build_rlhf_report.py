@@ -4,6 +4,7 @@ from zenml import step
 from zenml.types import HTMLString
 
 from finetune.generation.rlhf_rag_reports import rlhf_report
+from finetune.reports import with_promotion
 
 
 @step
@@ -13,6 +14,8 @@ def build_rlhf_report(
     reward: dict[str, float],
     reward_training_log: list[dict],
     training_log: list[dict],
+    promotion_decision: dict | None = None,
 ) -> Annotated[HTMLString, "report"]:
     """HTML report: reward-model accuracy and loss, the policy's mean reward before/after RL, reward during RL."""
-    return HTMLString(rlhf_report(reward_model_metrics, base_reward, reward, reward_training_log, training_log))
+    html = rlhf_report(reward_model_metrics, base_reward, reward, reward_training_log, training_log)
+    return HTMLString(with_promotion(html, promotion_decision))

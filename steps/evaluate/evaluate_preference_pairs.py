@@ -7,6 +7,7 @@ from finetune.device import resolve_device
 from finetune.generation.preference import evaluate_preferences
 from finetune.models.directory import ModelDirectory
 from finetune.params import GenerationEvalParams
+from finetune.registry import item_key
 from steps.metadata import record
 
 
@@ -17,13 +18,15 @@ def evaluate_preference_pairs(
     test_pairs: pd.DataFrame,
     evaluation: GenerationEvalParams,
     beta: float,
-) -> Annotated[dict[str, float], "preference_metrics"]:
+) -> tuple[Annotated[dict[str, float], "preference_metrics"], Annotated[dict[str, float], "per_item_preference"]]:
     """Held-out pairs scored by the policy and the reference: implicit reward β·(log π − log π_ref) per completion.
 
     Metrics: ``test_preference_accuracy`` (chosen reward > rejected), ``test_reward_margin``,
-    ``test_reward_chosen``, ``test_reward_rejected``, ``test_pairs``.
+    ``test_reward_chosen``, ``test_reward_rejected``, ``test_pairs``. ``per_item_preference``: 1.0 or 0.0 per
+    pair (keyed by the pair's text), which the promotion gate pairs with production's.
     """
-    metrics, _ = evaluate_preferences(model_dir.path, reference_dir.path, test_pairs, beta, evaluation.batch_size,
-                                      resolve_device(evaluation.device))
+    metrics, correct = evaluate_preferences(model_dir.path, reference_dir.path, test_pairs, beta,
+                                            evaluation.batch_size, resolve_device(evaluation.device))
     record(metrics)
-    return metrics
+    keys = [item_key(*texts) for texts in test_pairs[["prompt", "chosen", "rejected"]].itertuples(index=False)]
+    return metrics, {key: float(ok) for key, ok in zip(keys, correct, strict=True)}

@@ -1,26 +1,31 @@
 """Failure hook: a failed run leaves no model version behind.
 
 ZenML creates the run's model version when the run starts; if any step then fails (a malformed file, say),
-this hook deletes that version, provided this run created it and it was never staged.
+this hook deletes that version, provided this run created it and it was never staged. Static pipelines call it
+in the failed step; dynamic ones (``retraining``) once for the run, outside any step.
 """
 
-from zenml import get_step_context
 from zenml.client import Client
+from zenml.execution.pipeline.dynamic.run_context import DynamicPipelineRunContext
 from zenml.logger import get_logger
+from zenml.steps.step_context import StepContext
+
+from steps.registry.model_versions import discard_version
 
 logger = get_logger(__name__)
 
 
 def discard_model_version_on_failure() -> None:
     """Delete the failed run's model version if it belongs to this run alone and has no stage."""
-    context = get_step_context()
-    version = context.model_version
-    if version is None:
-        return
-    client = Client()
-    version = client.get_model_version(version.model.id, version.id)
-    links = client.list_model_version_pipeline_run_links(model_version_id=version.id, size=50)
-    runs = {link.pipeline_run.id for link in links.items}
-    if version.stage is None and runs <= {context.pipeline_run.id}:
-        client.delete_model_version(version.id)
-        logger.info("Deleted model version %s of failed run %s", version.name, context.pipeline_run.name)
+    step_context = StepContext.get()
+    if step_context is not None:
+        run, version = step_context.pipeline_run, step_context.model_version
+    else:
+        run_context = DynamicPipelineRunContext.get()
+        if run_context is None:
+            logger.warning("discard_model_version_on_failure: neither a step nor a dynamic pipeline run is active")
+            return
+        run = Client().get_pipeline_run(run_context.run.id)
+        version = run.model_version
+    if version is not None and discard_version(version.id, run.id):
+        logger.info("Deleted model version %s of failed run %s", version.name, run.name)

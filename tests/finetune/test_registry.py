@@ -1,10 +1,32 @@
+import pytest
+
 from finetune.params import PromotionParams
-from finetune.registry import decide_promotion
+from finetune.registry import (
+    best_method,
+    compare_paired,
+    data_check,
+    decide_promotion,
+    higher_is_better,
+    parent_specs,
+    per_query_values,
+)
+
+# Golden paired t-tests (scipy.stats.ttest_rel), worked by hand:
+# candidate 0.6, 0.7, 0.8 vs production 0.5 × 3: d = 0.1, 0.2, 0.3, mean 0.2, sd 0.1, se 0.1/√3 = 0.05774,
+#   t = 3.4641, df 2 → p = 0.07418 (better on average, not significant at 0.05).
+# the same three items twice (six items): mean 0.2, sd √(0.04/5) = 0.08944, se 0.08944/√6 = 0.03651,
+#   t = 5.4772, df 5 → p = 0.002765 (significant).
+# perplexity 20, 21, 22 vs 22, 24, 26: d = −2, −3, −4, mean −3, sd 1, se 0.5774, t = −5.1962, df 2 → p = 0.03510.
+THREE = {"q1": 0.6, "q2": 0.7, "q3": 0.8}
+SIX = {**THREE, "q4": 0.6, "q5": 0.7, "q6": 0.8}
 
 
-def _decide(candidate, baseline=0.50, production=None, significant=True, **params):
-    return decide_promotion("test_ndcg@10", candidate, baseline, significant, production,
-                            None if production is None else "3", PromotionParams(**params))
+def _decide(candidate, baseline=0.50, production=None, significant=True, cand_items=None, prod_items=None,
+            metric="test_ndcg@10", **params):
+    return decide_promotion(metric, candidate, PromotionParams(**params), baseline=baseline,
+                            baseline_significant=significant, production=production,
+                            production_version=None if production is None else "3",
+                            candidate_items=cand_items, production_items=prod_items)
 
 
 def test_first_version_beating_baseline_is_promoted():
@@ -12,23 +34,108 @@ def test_first_version_beating_baseline_is_promoted():
     assert decision.promote and decision.stage == "production" and "no production version" in decision.reason
 
 
+def test_production_without_the_metric_is_named_and_does_not_block():
+    decision = decide_promotion("test_ndcg@10", 0.62, PromotionParams(), baseline=0.5, production_version="2")
+    assert decision.promote and decision.reason.startswith("production version 2 has no test_ndcg@10 to compare")
+
+
 def test_not_beating_the_baseline_is_refused():
     assert not _decide(0.50).promote
     assert not _decide(0.49).promote
 
 
-def test_must_beat_production_by_min_delta():
+def test_means_only_must_beat_production_by_min_delta():
     # 0.705 - 0.700 = 0.005 < 0.01 → refused; 0.72 - 0.70 = 0.02 ≥ 0.01 → promoted.
-    assert not _decide(0.705, production=0.70, min_delta=0.01).promote
+    refused = _decide(0.705, production=0.70, min_delta=0.01)
+    assert not refused.promote and "means compared" in refused.reason and refused.p_value is None
     decision = _decide(0.72, production=0.70, min_delta=0.01)
     assert decision.promote and "version 3 (0.7000)" in decision.reason
 
 
 def test_equal_to_production_is_refused():
     decision = _decide(0.70, production=0.70)
-    assert not decision.promote and "does not beat production" in decision.reason
+    assert not decision.promote and "does not beat production version 3" in decision.reason
 
 
-def test_significance_can_be_required():
+def test_significance_against_the_baseline_can_be_required():
     assert not _decide(0.62, significant=False, require_significance=True).promote
+    assert "was not run" in _decide(0.62, significant=None, require_significance=True).reason
     assert _decide(0.62, significant=False).promote
+
+
+def test_compare_paired_golden_values_on_shared_items_only():
+    production = {"q1": 0.5, "q2": 0.5, "q3": 0.5, "unjudged_by_candidate": 0.9}
+    paired = compare_paired({**THREE, "new_query": 0.0}, production)
+    assert paired.n_items == 3
+    assert paired.candidate_mean == pytest.approx(0.7) and paired.production_mean == pytest.approx(0.5)
+    assert paired.p_value == pytest.approx(0.0741799, rel=1e-5)
+    assert compare_paired({"q1": 1.0}, {"q1": 0.0}) is None  # one shared item: nothing to test
+
+
+def test_clearly_better_is_promoted_with_p_value_and_n_items():
+    decision = _decide(0.70, production=0.50, cand_items=SIX, prod_items=dict.fromkeys(SIX, 0.5))
+    assert decision.promote and decision.n_items == 6
+    assert decision.p_value == pytest.approx(0.00276496, rel=1e-5)
+    assert "on 6 shared items, paired student p = 0.00276" in decision.reason
+
+
+def test_insignificantly_better_stays():
+    decision = _decide(0.70, production=0.50, cand_items=THREE, prod_items=dict.fromkeys(THREE, 0.5))
+    assert not decision.promote and decision.p_value == pytest.approx(0.0741799, rel=1e-5)
+    assert "not significant (alpha 0.05)" in decision.reason
+    # The same numbers pass a looser alpha: the threshold comes from the config.
+    assert _decide(0.70, production=0.50, cand_items=THREE, prod_items=dict.fromkeys(THREE, 0.5), alpha=0.1).promote
+
+
+def test_identical_items_stay_with_p_one():
+    decision = _decide(0.70, production=0.70, cand_items=THREE, prod_items=THREE)
+    assert not decision.promote and decision.p_value == 1.0 and "not better" in decision.reason
+
+
+def test_lower_is_better_for_perplexity():
+    assert not higher_is_better("test_perplexity") and not higher_is_better("test_nll")
+    assert higher_is_better("test_rougeL") and higher_is_better("test_ndcg@10")
+    better = _decide(21.0, baseline=40.0, production=24.0, metric="test_perplexity",
+                     cand_items={"d1": 20.0, "d2": 21.0, "d3": 22.0}, prod_items={"d1": 22.0, "d2": 24.0, "d3": 26.0})
+    assert better.promote and better.p_value == pytest.approx(0.0350987, rel=1e-5) and not better.higher_is_better
+    # Higher perplexity than the base model: refused before production is even looked at.
+    assert not _decide(41.0, baseline=40.0, metric="test_perplexity").promote
+    # No baseline (e.g. DPO): the first version is promoted on its own.
+    assert _decide(0.6, baseline=None).promote
+
+
+def test_per_query_values_from_a_comparison_dict():
+    comparison = {"per_query": {"bm25": {"ndcg@10": {"1": 0.2}}, "cross_encoder": {"ndcg@10": {"1": 0.5, 2: 1.0}}}}
+    assert per_query_values(comparison, "cross_encoder", "test_ndcg@10") == {"1": 0.5, "2": 1.0}
+    with pytest.raises(ValueError, match="no per-query mrr@10 for run 'cross_encoder'"):
+        per_query_values(comparison, "cross_encoder", "test_mrr@10")
+
+
+def test_best_method_follows_the_metric_direction():
+    rows = [{"method": "lora", "test_rougeL": 0.4, "test_perplexity": 9.0},
+            {"method": "full", "test_rougeL": 0.5, "test_perplexity": 11.0}]
+    name, metrics = best_method(rows, "test_rougeL")
+    assert name == "full" and metrics["test_rougeL"] == 0.5 and metrics["lora_test_rougeL"] == 0.4
+    assert best_method(rows, "test_perplexity")[0] == "lora"
+    with pytest.raises(ValueError, match="no method has test_bleu"):
+        best_method(rows, "test_bleu")
+
+
+def test_parent_specs_are_json_with_plain_values_wrapped_and_none_dropped():
+    from finetune.params import RegisteredModel
+
+    specs = parent_specs({"teacher": RegisteredModel(name="reranker"), "student_base": "teacher", "reference": None})
+    assert specs == {"teacher": {"kind": "registered", "name": "reranker", "version": "production"},
+                     "student_base": {"model": "teacher"}}
+
+
+def test_data_check_compares_fingerprints_with_production():
+    recorded = {"a.tsv": "111", "b.tsv": "222"}
+    same = data_check(dict(recorded), recorded, version="4")
+    assert not same["retrain"] and same["reason"].startswith("no new data since production version 4 (all 2 files")
+    assert data_check(dict(recorded), recorded, force=True, version="4")["retrain"]
+    edited = data_check({"a.tsv": "111", "b.tsv": "999", "c.tsv": "333"}, recorded, version="4")
+    assert edited["retrain"] and edited["changed"] == ["b.tsv"] and edited["added"] == ["c.tsv"]
+    assert "(1 changed, 1 added of 3 files)" in edited["reason"]
+    assert data_check(recorded, None, version=None)["reason"] == "no production version yet: training"
+    assert data_check(recorded, None, version="2")["retrain"]  # production predates fingerprint records

@@ -69,7 +69,7 @@ def test_sft_training_promotes_caches_and_rejects_malformed_data(tmp_path, zenml
         "total_parameters"]
     metrics = _output(run, "evaluate_generations", "generation_metrics")
     few_shot = _output(run, "few_shot_baseline", "few_shot_metrics")
-    decision = _output(run, "promote_generation_model", "promotion_decision")
+    decision = _output(run, "promote_model", "promotion_decision")
     assert decision["promote"] == (metrics["test_rougeL"] > few_shot["few_shot_test_rougeL"])
     shown = summary("sft_training")
     assert re.search(rf"test_rougeL +{metrics['test_rougeL']:.4f}", shown) and decision["reason"] in shown
@@ -81,10 +81,15 @@ def test_sft_training_promotes_caches_and_rejects_malformed_data(tmp_path, zenml
     report = _output(run, "build_generation_report", "report")
     assert "data:image/png;base64," in report and "rougeL" in report
 
-    # An identical second run reuses every artifact; only the fingerprint and promotion steps execute.
+    assert version.run_metadata["data_fingerprints"] == _output(run, "fingerprint_instructions", "source_fingerprints")
+    assert version.run_metadata["configuration"]["sft"]["method"]["name"] == "full"
+    assert decision["reason"] in report
+
+    # An identical second run reuses every artifact; only the fingerprint and promotion steps execute (and the
+    # report, when the decision changed: the second run is compared with the first if that one was promoted).
     second = _statuses(zenml_client, _run("sft_training", config).id)
-    assert {s for s, status in second.items() if status == "completed"} == {
-        "fingerprint_instructions", "fingerprint_multiple_choice", "promote_generation_model"}
+    assert {s for s, status in second.items() if status == "completed"} - {"build_generation_report"} == {
+        "fingerprint_instructions", "fingerprint_multiple_choice", "promote_model"}
 
     # A malformed record stops the run with one line naming file and line; no model version is left behind.
     lines = data_file.read_text().splitlines()
@@ -114,9 +119,11 @@ def test_causal_lm_training_lowers_held_out_perplexity(tmp_path, zenml_client):
     before = _output(run, "evaluate_base_perplexity", "perplexity_metrics")["base_test_perplexity"]
     after = _output(run, "evaluate_perplexity", "perplexity_metrics")["test_perplexity"]
     assert after < before / 3  # random init ≈ vocabulary size (~400); 40 steps learn the corpus's phrasing
-    logged = _output(run, "log_model_metrics", "model_metrics")
+    logged = zenml_client.get_model_version(run.model_version.model.name, 1).run_metadata
     assert logged["test_perplexity"] == pytest.approx(after) and logged["base_test_perplexity"] == pytest.approx(
         before)
+    decision = _output(run, "promote_model", "promotion_decision")
+    assert decision["promote"] and not decision["higher_is_better"]  # lower perplexity than the base model
     assert "Held-out perplexity" in _output(run, "build_causal_lm_report", "report")
 
 
@@ -142,4 +149,8 @@ def test_method_comparison_table_has_one_row_per_method(tmp_path, zenml_client):
                    "test_rougeL", "test_mc_accuracy"):
         assert table[column].notna().all(), column
     report = _output(run, "build_method_comparison_report", "report")
-    assert report.count("<tr>") == 4 and "data:image/png;base64," in report
+    methods, promotion = report.split("<h2>Promotion</h2>")
+    assert methods.count("<tr>") == 4 and "data:image/png;base64," in report
+    decision = _output(run, "promote_model", "promotion_decision")
+    best = _output(run, "select_best_method", "best_method")
+    assert best == table.loc[table["test_rougeL"].idxmax(), "method"] and decision["reason"] in promotion

@@ -12,6 +12,7 @@ from finetune.data.types import DataFormatError
 from finetune.models.causal import build_tiny_causal_lm, load_causal_lm
 from finetune.models.directory import ModelDirectory
 from finetune.params import GenerationEvalParams, MultipleChoiceDataParams, TinyGpt2Model
+from finetune.registry import item_key
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
 from steps.data.load_multiple_choice import load_multiple_choice
 from steps.evaluate.build_generation_report import build_generation_report
@@ -79,12 +80,14 @@ def test_perplexity_step_is_exact_on_a_uniform_model(model_dir, evaluation, tmp_
 
 def test_generation_step_metrics_match_its_sample_table(model_dir, evaluation):
     """With num_samples >= examples the sample table holds every example, so the mean of its ROUGE-L column is
-    test_rougeL; prompts are rendered with the template."""
-    metrics, samples = evaluate_generations.entrypoint(model_dir, _examples(5), evaluation, TEMPLATE)
+    test_rougeL; prompts are rendered with the template; the per-item ROUGE-L (for the promotion gate) is keyed by
+    the rendered prompt and equals the table's value of that prompt."""
+    metrics, samples, per_item = evaluate_generations.entrypoint(model_dir, _examples(5), evaluation, TEMPLATE)
     assert set(metrics) == {"test_rouge1", "test_rouge2", "test_rougeL", "test_bleu"}
     assert len(samples) == 5 and samples["prompt"].str.startswith("Q: what is").all()
     assert metrics["test_rougeL"] == pytest.approx(samples["rougeL"].mean())
     assert list(samples["rougeL"]) == sorted(samples["rougeL"])
+    assert per_item == {item_key(row.prompt): row.rougeL for row in samples.itertuples()}
 
 
 def test_multiple_choice_and_few_shot_steps(model_dir, evaluation, tmp_path):
@@ -104,7 +107,7 @@ def test_multiple_choice_and_few_shot_steps(model_dir, evaluation, tmp_path):
     # Shown as the test prompts alone, without the few-shot examples before them.
     assert set(few_samples["prompt"]) == {TEMPLATE.format(prompt=p) for p in _examples(4, offset=10)["prompt"]}
 
-    metrics, samples = evaluate_generations.entrypoint(model_dir, _examples(4, offset=10), evaluation, TEMPLATE)
+    metrics, samples, _ = evaluate_generations.entrypoint(model_dir, _examples(4, offset=10), evaluation, TEMPLATE)
     html = build_generation_report.entrypoint(
         metrics, samples, evaluation, {"test_perplexity": 12.5},
         {"test_mc_accuracy": 0.5, "test_mc_accuracy_norm": 0.25},
@@ -141,7 +144,7 @@ def test_evaluation_artifacts_round_trip_through_the_store(model_dir, tmp_path, 
     def generation_evaluation_check():
         mc_train, mc_test = load_multiple_choice(mc_params, fingerprint_multiple_choice(mc_params))
         mc = evaluate_multiple_choice(model, mc_test, evaluation)
-        metrics, samples = evaluate_generations(model, test, evaluation, TEMPLATE)
+        metrics, samples, _ = evaluate_generations(model, test, evaluation, TEMPLATE)
         ppl = evaluate_perplexity(model, test, evaluation, TEMPLATE)
         few, few_samples = few_shot_baseline(model, train, test, evaluation, mc_train, mc_test, TEMPLATE)
         build_generation_report(metrics, samples, evaluation, ppl, mc, few, few_samples)
