@@ -4,6 +4,11 @@ ZenML ignores unknown top-level keys of a run config, and only checks parameters
 checks every key up front and reports one line per problem: ``<file>: <key path>: <message>``.
 
 Usage: ``python -m pipelines.config_check configs/demo/cross_encoder_training.yaml [...]``
+
+Every YAML file under configs/ is a run config of the pipeline its file stem names (``<pipeline>.yaml`` or
+``<pipeline>_<variant>.yaml``): configs/schedules/ (``retraining_nightly.yaml``: a ``schedule:`` with a checked cron
+expression), configs/gpu/ and configs/stacks/ (``settings:`` checked field by field with ZenML's settings classes,
+which themselves accept unknown keys silently) included.
 """
 
 from __future__ import annotations
@@ -17,8 +22,14 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
 
-PIPELINE_MODULES = ("pipelines.ranking", "pipelines.generation", "pipelines.retraining")
-NOT_RUN_CONFIGS = ("stacks", "schedules")
+PIPELINE_MODULES = ("pipelines.ranking", "pipelines.generation", "pipelines.retraining", "pipelines.multi_gpu")
+# Settings classes of the stack-component flavors our configs use; general keys (docker, resources) come from ZenML.
+COMPONENT_SETTINGS = {
+    "orchestrator.kubernetes": "zenml.integrations.kubernetes.flavors:KubernetesOrchestratorSettings",
+    "orchestrator.vm_aws": "zenml.integrations.skypilot_aws.flavors:SkypilotAWSOrchestratorSettings",
+}
+# Cron fields: minute, hour, day of month, month, day of week (0 and 7 are Sunday).
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
 
 
 def pipelines_by_name() -> dict:
@@ -44,6 +55,78 @@ def _format(error: ValidationError, prefix: str) -> list[str]:
             for e in error.errors()]
 
 
+def cron_problems(expression: str) -> list[str]:
+    """What is wrong with a five-field cron expression (numbers, ``*``, ranges, lists and ``/step``; empty if valid).
+
+    Names (``MON``) and macros (``@daily``) are left out on purpose: not every orchestrator accepts them.
+    """
+    fields = str(expression).split()
+    if len(fields) != 5:
+        return [f"'{expression}' has {len(fields)} fields; cron needs 5 (minute hour day-of-month month day-of-week)"]
+    problems = []
+    for text, (name, low, high) in zip(fields, CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            base, _, step = item.partition("/")
+            bounds = [str(low), str(high)] if base == "*" else base.split("-")
+            numbers = [b for b in bounds if b.isdigit()]
+            if len(numbers) != len(bounds) or not 1 <= len(bounds) <= 2 or (step and not step.isdigit()):
+                problems.append(f"{name} '{item}' is not a number, '*', a range a-b or one of those with /step")
+            elif not all(low <= int(b) <= high for b in numbers) or int(numbers[0]) > int(numbers[-1]):
+                problems.append(f"{name} '{item}' is outside {low}-{high} or a reversed range")
+            elif step and int(step) == 0:
+                problems.append(f"{name} '{item}' has a zero step")
+    return problems
+
+
+def _schedule_problems(path: Path, config: dict) -> list[str]:
+    schedule = config.get("schedule")
+    if "schedules" in path.parts and not schedule:
+        return ["schedule: required for a file under schedules/ (cron_expression, or start_time + interval_second)"]
+    if "schedules" not in path.parts and schedule:
+        return ["schedule: put scheduled configs under configs/schedules/ (a schedule fails on the local stack)"]
+    if isinstance(schedule, dict) and schedule.get("cron_expression") is not None:
+        return [f"schedule.cron_expression: {p}" for p in cron_problems(schedule["cron_expression"])]
+    return []
+
+
+def _settings_class(key: str):
+    from zenml.utils.settings_utils import get_general_settings
+
+    if key in get_general_settings():
+        return get_general_settings()[key]
+    if key in COMPONENT_SETTINGS:
+        module, name = COMPONENT_SETTINGS[key].split(":")
+        return getattr(importlib.import_module(module), name)
+    return None
+
+
+def _settings_problems(config: dict) -> list[str]:
+    """Settings keys and fields checked against ZenML's classes, at pipeline level and for every step."""
+    from zenml.utils.settings_utils import is_valid_setting_key
+
+    blocks = {"settings": config.get("settings") or {}}
+    blocks.update({f"steps.{name}.settings": (step or {}).get("settings") or {}
+                   for name, step in (config.get("steps") or {}).items() if isinstance(step, dict)})
+    problems = []
+    for where, settings in blocks.items():
+        for key, value in settings.items():
+            cls = _settings_class(key)
+            if not is_valid_setting_key(key):
+                problems.append(f"{where}.{key}: not a ZenML settings key (docker, resources, <component>.<flavor>)")
+            elif cls is not None and isinstance(value, dict):
+                problems += [f"{where}.{key}.{name}: unknown setting of {cls.__name__}"
+                             for name in value if name not in cls.model_fields]
+                try:
+                    cls.model_validate(value)
+                except ValidationError as exc:
+                    problems += _format(exc, f"{where}.{key}")
+                except ImportError:
+                    # Kubernetes tolerations are parsed with the `kubernetes` client, which only the remote
+                    # stack's environment installs; the field names were still checked above.
+                    pass
+    return problems
+
+
 def validate_config(path: str | Path) -> list[str]:
     """Return the problems of one run config (empty when valid)."""
     path = Path(path)
@@ -56,6 +139,7 @@ def validate_config(path: str | Path) -> list[str]:
         return [f"{path}: top level must be a mapping"]
     problems = [f"{path}: {key}: unknown run-config key" for key in config
                 if key not in PipelineRunConfiguration.model_fields]
+    problems += [f"{path}: {line}" for line in _schedule_problems(path, config) + _settings_problems(config)]
     if config.get("enable_cache") is True:
         # ZenML applies a run-level value to every step, which would cache fingerprint_sources (stale data)
         # and promote_model (a stale gate); `false` is fine and forces a fresh run.
@@ -89,8 +173,8 @@ def validate_config(path: str | Path) -> list[str]:
 
 
 def run_configs(root: str | Path = "configs") -> list[Path]:
-    """Every run config under ``root`` (stack and schedule examples are not run configs)."""
-    return sorted(p for p in Path(root).rglob("*.yaml") if not set(p.relative_to(root).parts) & set(NOT_RUN_CONFIGS))
+    """Every run config under ``root``, schedule, GPU and stack variants included."""
+    return sorted(Path(root).rglob("*.yaml"))
 
 
 def main(argv: list[str]) -> int:

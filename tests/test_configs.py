@@ -49,3 +49,127 @@ def test_bad_configs_name_the_key(tmp_path, snippet, expected):
     problems = validate_config(path)
     assert any(expected in line for line in problems), problems
     assert all(line.startswith(str(path)) and "\n" not in line for line in problems)
+
+
+# --- schedules, GPU and stack variants -----------------------------------------------------------------------
+
+ROOT = Path(__file__).parent.parent
+VARIANT_DIRS = ("schedules", "gpu", "stacks")
+
+
+def _variants():
+    return [p for p in CONFIGS if set(p.relative_to(ROOT / "configs").parts[:-1]) & set(VARIANT_DIRS)]
+
+
+def test_there_are_schedule_gpu_and_stack_configs():
+    found = {p.relative_to(ROOT / "configs").parts[0] for p in _variants()}
+    assert found == set(VARIANT_DIRS)
+
+
+@pytest.mark.parametrize("path", _variants(), ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_variant_runs_the_parameters_of_its_real_use_config(path):
+    """A schedule / GPU / stack file adds settings to configs/<pipeline>.yaml; its parameters must not drift.
+
+    A ``<pipeline>_multi_gpu`` file may only change gradient accumulation, and must keep the examples per update:
+    gpu_count × per_device_batch_size × gradient_accumulation_steps of the base config on one device.
+    """
+    import yaml
+
+    from pipelines.config_check import pipeline_for, pipelines_by_name
+
+    name = pipeline_for(path, pipelines_by_name()).name
+    base_path = ROOT / "configs" / f"{name.removesuffix('_multi_gpu')}.yaml"
+    variant, base = yaml.safe_load(path.read_text()), yaml.safe_load(base_path.read_text())
+    given, expected = variant["parameters"], base["parameters"]
+    if name.endswith("_multi_gpu"):
+        section = next(key for key in given if isinstance(given[key], dict) and "training" in given[key])
+        gpus = next(step["settings"]["resources"]["gpu_count"] for step_name, step in variant["steps"].items()
+                    if step_name.endswith("_multi_gpu"))
+
+        def per_update(training, devices):
+            return devices * training["per_device_batch_size"] * training.get("gradient_accumulation_steps", 1)
+
+        assert per_update(given[section]["training"], gpus) == per_update(expected[section]["training"], 1)
+        for params in (given, expected):
+            params[section]["training"].pop("gradient_accumulation_steps", None)
+    assert given == expected, f"{path.name}: parameters differ from {base_path.name}"
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("0 2 * * 0", []),
+        ("*/15 1-5 1,15 * 1-5", []),
+        ("0 3 * * 7", []),  # 7 is Sunday too
+        ("0 24 * * *", ["hour '24' is outside 0-23 or a reversed range"]),
+        ("5-1 * * * *", ["minute '5-1' is outside 0-59 or a reversed range"]),
+        ("*/0 * * * *", ["minute '*/0' has a zero step"]),
+        ("0 2 * *", ["'0 2 * *' has 4 fields; cron needs 5 (minute hour day-of-month month day-of-week)"]),
+        ("0 2 * * MON", ["day of week 'MON' is not a number, '*', a range a-b or one of those with /step"]),
+    ],
+)
+def test_cron_expressions(expression, expected):
+    from pipelines.config_check import cron_problems
+
+    assert cron_problems(expression) == expected
+
+
+DEMO = "parameters:\n  data:\n    train: {kind: demo}\n"
+
+
+@pytest.mark.parametrize(
+    ("folder", "snippet", "expected"),
+    [
+        ("schedules", DEMO, "schedule: required for a file under schedules/"),
+        ("schedules", "schedule: {cron_expression: '0 25 * * *'}\n" + DEMO,
+         "schedule.cron_expression: hour '25' is outside 0-23"),
+        (".", "schedule: {cron_expression: '0 2 * * *'}\n" + DEMO, "schedule: put scheduled configs under"),
+        ("gpu", "steps:\n  train_cross_encoder:\n    settings:\n      resources: {gpu_cuont: 1}\n" + DEMO,
+         "steps.train_cross_encoder.settings.resources.gpu_cuont: unknown setting of ResourceSettings"),
+        ("gpu", "steps:\n  train_cross_encoder:\n    settings:\n      resources: {gpu_count: -1}\n" + DEMO,
+         "steps.train_cross_encoder.settings.resources.gpu_count: Input should be greater than or equal to 0"),
+        ("gpu", "settings:\n  dokcer: {}\n" + DEMO, "settings.dokcer: not a ZenML settings key"),
+        ("stacks", "settings:\n  orchestrator.kubernetes:\n    pod_setings: {}\n" + DEMO,
+         "settings.orchestrator.kubernetes.pod_setings: unknown setting of KubernetesOrchestratorSettings"),
+        ("stacks", "settings:\n  orchestrator.vm_aws: {use_spot: maybe}\n" + DEMO,
+         "settings.orchestrator.vm_aws.use_spot: Input should be a valid boolean"),
+    ],
+)
+def test_bad_schedules_and_settings_name_the_key(tmp_path, folder, snippet, expected):
+    path = tmp_path / folder / "cross_encoder_training_variant.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(snippet)
+    problems = validate_config(path)
+    assert any(expected in line for line in problems), problems
+    assert all(line.startswith(str(path)) and "\n" not in line for line in problems)
+
+
+def test_schedule_on_the_local_stack_is_one_line_not_a_traceback(zenml_client, capsys):
+    from pipelines import schedule
+
+    path = ROOT / "configs" / "schedules" / "cross_encoder_training_weekly.yaml"
+    assert schedule.main([str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path}: not scheduled: stack 'default' uses the 'local' orchestrator" in err
+    assert "kubernetes, airflow, vertex, sagemaker, azureml, kubeflow, databricks, hyperai" in err
+
+
+def test_schedule_entry_point_refuses_configs_without_a_schedule(zenml_client, capsys):
+    from pipelines import schedule
+
+    assert schedule.main([str(ROOT / "configs" / "demo" / "cross_encoder_training.yaml")]) == 1
+    assert "schedule: missing" in capsys.readouterr().err
+
+
+def test_schedule_blocker_follows_the_orchestrator_capability():
+    from types import SimpleNamespace
+
+    from pipelines.schedule import schedule_blocker
+
+    def stack(schedulable, flavor):
+        orchestrator = SimpleNamespace(config=SimpleNamespace(is_schedulable=schedulable), flavor=flavor, name="o")
+        return SimpleNamespace(name="s", orchestrator=orchestrator)
+
+    assert schedule_blocker(stack(True, "kubernetes")) is None
+    assert schedule_blocker(stack(False, "local")).startswith("stack 's' uses the 'local' orchestrator 'o'")

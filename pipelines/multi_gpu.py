@@ -1,0 +1,104 @@
+"""Multi-GPU variants: the same pipelines with the training step run on every GPU of its node by accelerate.
+
+``cross_encoder_training_multi_gpu`` and ``sft_training_multi_gpu`` are ``cross_encoder_training`` and
+``sft_training`` step for step, except that the training step is replaced by its ``run_with_accelerate`` variant
+and a staging step in front of it (accelerate passes a step's inputs on a command line, so tables and models
+travel as files). tests/pipelines/test_multi_gpu.py checks that the step lists stay those of the originals.
+The number of processes is the number of GPUs the training step sees: ``ResourceSettings.gpu_count`` on a
+remote stack (configs/gpu/*_multi_gpu.yaml).
+"""
+
+from zenml import pipeline
+
+from finetune.params import (
+    CrossEncoderParams,
+    GenerationEvalParams,
+    InstructionDataParams,
+    MiningParams,
+    MultipleChoiceDataParams,
+    PromotionParams,
+    RankingDataParams,
+    RankingEvalParams,
+    RetrievalParams,
+    SftParams,
+)
+from pipelines.generation import generation_gate
+from pipelines.ranking import ranking_gate
+from steps.data.fingerprint_instructions import fingerprint_instructions
+from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
+from steps.data.fingerprint_sources import fingerprint_sources
+from steps.data.load_instructions import load_instructions
+from steps.data.load_msmarco import load_msmarco
+from steps.data.load_multiple_choice import load_multiple_choice
+from steps.data.mine_hard_negatives import mine_hard_negatives
+from steps.data.retrieve_first_stage import retrieve_first_stage
+from steps.evaluate.build_generation_report import build_generation_report
+from steps.evaluate.build_ranking_report import build_ranking_report
+from steps.evaluate.evaluate_generations import evaluate_generations
+from steps.evaluate.evaluate_multiple_choice import evaluate_multiple_choice
+from steps.evaluate.evaluate_perplexity import evaluate_perplexity
+from steps.evaluate.evaluate_reranker import evaluate_reranker
+from steps.evaluate.few_shot_baseline import few_shot_baseline
+from steps.evaluate.rerank_candidates import rerank_candidates
+from steps.registry.hooks import discard_model_version_on_failure
+from steps.train.prepare_causal_lm import prepare_causal_lm
+from steps.train.stage_sft_inputs import stage_sft_inputs
+from steps.train.stage_train_pairs import stage_train_pairs
+from steps.train.train_cross_encoder_multi_gpu import train_cross_encoder_multi_gpu
+from steps.train.train_sft_model_multi_gpu import train_sft_model_multi_gpu
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def cross_encoder_training_multi_gpu(
+    data: RankingDataParams,
+    retrieval: RetrievalParams = RetrievalParams(),
+    mining: MiningParams = MiningParams(),
+    cross_encoder: CrossEncoderParams = CrossEncoderParams(),
+    evaluation: RankingEvalParams = RankingEvalParams(),
+    promotion: PromotionParams = PromotionParams(),
+) -> None:
+    """``cross_encoder_training`` with the cross-encoder trained data-parallel on all GPUs of one node."""
+    fingerprints = fingerprint_sources(data)
+    train_set, eval_set = load_msmarco(data, fingerprints)
+    train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
+    pairs = mine_hard_negatives(train_set, train_run, mining)
+    model_dir, training_log = train_cross_encoder_multi_gpu(train_pairs_file=stage_train_pairs(pairs),
+                                                            cross_encoder_json=cross_encoder.model_dump_json())
+    reranked, stats = rerank_candidates(model_dir, eval_set, eval_run, evaluation, cross_encoder.training.max_length)
+    metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation)
+    decision = ranking_gate(metrics, comparison, "cross_encoder", fingerprints, evaluation, retrieval, promotion,
+                            {"base_model": cross_encoder.model})
+    build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation)
+
+
+@pipeline(on_failure=discard_model_version_on_failure)
+def sft_training_multi_gpu(
+    data: InstructionDataParams,
+    sft: SftParams,
+    evaluation: GenerationEvalParams = GenerationEvalParams(),
+    mc_data: MultipleChoiceDataParams | None = None,
+    promotion: PromotionParams = PromotionParams(),
+    primary_metric: str = "test_rougeL",
+) -> None:
+    """``sft_training`` with SFTTrainer run data-parallel on all GPUs of one node (QLoRA excluded)."""
+    if sft.method.name == "qlora":
+        raise ValueError("sft.method: qlora is single-GPU only here; run sft_training with a GPU config instead")
+    fingerprints = fingerprint_instructions(data)
+    train, validation, test = load_instructions(data, fingerprints)
+    base_model_dir = prepare_causal_lm(sft.model, train)
+    model_dir, training_log, training_stats = train_sft_model_multi_gpu(
+        sft_inputs=stage_sft_inputs(base_model_dir, train, validation), sft_json=sft.model_dump_json(),
+        template=data.template)
+    perplexity = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
+    metrics, samples, per_example = evaluate_generations(model_dir, test, evaluation, template=data.template)
+    mc_train = mc_test = mc_metrics = None
+    if mc_data is not None:
+        mc_train, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
+        mc_metrics = evaluate_multiple_choice(model_dir, mc_test, evaluation)
+    few_shot, few_shot_samples = few_shot_baseline(base_model_dir, train, test, evaluation, mc_train, mc_test,
+                                                   template=data.template)
+    decision = generation_gate(metrics, fingerprints, promotion, primary_metric, {"base_model": sft.model},
+                               baseline_metric=f"few_shot_{primary_metric}", other_metrics=[few_shot, perplexity],
+                               per_item=per_example if primary_metric == "test_rougeL" else None)
+    build_generation_report(metrics, samples, evaluation, perplexity, mc_metrics, few_shot, few_shot_samples,
+                            training_log, title=f"SFT ({sft.method.name}, multi-GPU)", promotion_decision=decision)
