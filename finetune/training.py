@@ -15,9 +15,11 @@ RNG and data position, instead of starting over. ZenML's run id never enters the
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -203,13 +205,48 @@ class CheckpointPlan:
         return None
 
     def finish(self) -> None:
-        """After the final model is saved: delete the checkpoints unless ``keep``."""
-        if self.directory is not None and not self.keep:
+        """After the final model is saved: delete the checkpoints unless ``keep``, and release the folder."""
+        if self.directory is None:
+            return
+        if not self.keep:
             shutil.rmtree(self.directory, ignore_errors=True)
+        _release(self.directory)
+
+
+# Folders this process trains in, each with an open descriptor holding an exclusive flock on its ``.lock`` file.
+_HELD: dict[Path, int] = {}
+
+
+def _claim(directory: Path) -> bool:
+    """Take the folder for this process (True), unless another live process holds it (False).
+
+    The kernel drops a flock when its process dies, so a folder whose trainer was killed is free again at once.
+    """
+    key = directory.resolve()
+    if key in _HELD:
+        return True
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _HELD[key] = fd
+    return True
+
+
+def _release(directory: Path) -> None:
+    fd = _HELD.pop(directory.resolve(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def checkpoint_plan(trainer: str, params, *inputs) -> CheckpointPlan:
     """The checkpoint plan of a run of ``trainer`` (``cross_encoder``, ``sft``, ...) on ``inputs``.
+
+    The folder is held with a lock until ``finish``: a second process training the very same run at the same time
+    (same key) gets no checkpoints instead of writing into, rotating or deleting the first one's.
 
     Args:
         trainer: Names the folder under the root, so people can tell runs apart.
@@ -218,8 +255,11 @@ def checkpoint_plan(trainer: str, params, *inputs) -> CheckpointPlan:
     """
     if params.every_steps is None:
         return CheckpointPlan()
-    return CheckpointPlan(Path(params.root) / trainer / fingerprint(trainer, *inputs)[:20], params.every_steps,
-                          params.save_total_limit, params.keep)
+    directory = Path(params.root) / trainer / fingerprint(trainer, *inputs)[:20]
+    if not _claim(directory):
+        logger.warning("another process is training the same run in %s; this one keeps no checkpoints", directory)
+        return CheckpointPlan()
+    return CheckpointPlan(directory, params.every_steps, params.save_total_limit, params.keep)
 
 
 @dataclass

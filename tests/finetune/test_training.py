@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -10,6 +12,15 @@ import torch
 from finetune.device import resolve_placement
 from finetune.params import CheckpointParams, GenerationTrainingParams, LocalModel, TrainingParams
 from finetune.training import CheckpointPlan, checkpoint_plan, fingerprint
+
+HOLD_LOCK = """
+import fcntl, os, sys
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
 
 
 def _folder(path, weights: bytes):
@@ -45,7 +56,10 @@ def test_checkpoint_plan_folder_and_trainer_arguments(tmp_path):
     assert plan.directory.parent == tmp_path / "cross_encoder" and len(plan.directory.name) == 20
     assert plan.arguments() == {"output_dir": str(plan.directory), "save_strategy": "steps", "save_steps": 50,
                                 "save_total_limit": 3, "save_only_model": False}
-    assert checkpoint_plan("sft", params, TrainingParams()).directory.parent.name == "sft"
+    other = checkpoint_plan("sft", params, TrainingParams())
+    assert other.directory.parent.name == "sft"
+    plan.finish()
+    other.finish()
 
     off = checkpoint_plan("cross_encoder", CheckpointParams(every_steps=None), TrainingParams())
     assert off.directory is None and off.arguments() == {"save_strategy": "no"} and off.last_checkpoint() is None
@@ -62,6 +76,27 @@ def test_last_checkpoint_passes_over_folders_a_kill_left_half_written(tmp_path):
     (tmp_path / "key" / "checkpoint-20" / "trainer_state.json").write_text('{"global_st')  # killed mid-write
     (tmp_path / "key" / "checkpoint-x").mkdir()
     assert plan.last_checkpoint() == (tmp_path / "key" / "checkpoint-10", 10)
+
+
+def test_a_run_already_training_elsewhere_keeps_its_folder_to_itself(tmp_path):
+    """While another process holds the folder's lock, a second identical run gets no checkpoints (it must not write
+    into, rotate or delete the first one's); once that process is gone (killed: the kernel drops its lock), the
+    folder is free and a re-run resumes from it."""
+    params = CheckpointParams(every_steps=5, root=tmp_path)
+    plan = checkpoint_plan("sft", params, TrainingParams())
+    plan.finish()  # releases the folder (and deletes it)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(plan.directory / ".lock")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert checkpoint_plan("sft", params, TrainingParams()).directory is None
+    finally:
+        holder.kill()
+        holder.wait()
+    again = checkpoint_plan("sft", params, TrainingParams())
+    assert again.directory == plan.directory
+    assert checkpoint_plan("sft", params, TrainingParams()).directory == plan.directory  # this process holds it
+    again.finish()
 
 
 def test_finish_deletes_the_checkpoints_unless_kept(tmp_path):
