@@ -58,14 +58,14 @@ def test_variants_are_accelerate_wrapped_steps_with_the_original_outputs(variant
     _cli_wrapped_function(step.unwrapped_entrypoint)  # raises on any input accelerate's CLI cannot carry
 
 
-def test_launch_defaults_give_one_process_per_visible_gpu(monkeypatch):
+def test_launch_defaults_give_one_process_per_visible_gpu(monkeypatch, tmp_path):
     """With 4 visible GPUs (ResourceSettings.gpu_count: 4) accelerate starts 4 data-parallel processes."""
     from accelerate.commands import launch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    monkeypatch.setattr(launch, "is_bf16_available", lambda *a, **k: True, raising=False)
-    monkeypatch.setattr(launch.os.path, "isfile", lambda path: False)  # ignore any accelerate config on this host
+    # Ignore any `accelerate config` file of this host: only the defaults count.
+    monkeypatch.setattr(launch, "default_config_file", str(tmp_path / "no_accelerate_config.yaml"))
     args = launch.launch_command_parser().parse_args(["script.py"])
     args, _, _ = launch._validate_launch_command(args)
     assert args.num_processes == 4 and args.multi_gpu
