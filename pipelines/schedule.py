@@ -8,8 +8,12 @@ entry point checks the config and the active orchestrator first:
 
     python -m pipelines.schedule configs/schedules/retraining_nightly.yaml
 
+Dynamic pipelines (``retraining``) are stricter: in ZenML 0.98 only the Kubernetes orchestrator turns their schedule
+into a CronJob; Vertex, SageMaker, AzureML, SSH and Modal refuse a scheduled dynamic pipeline, and Airflow,
+Kubeflow, Databricks and HyperAI do not run dynamic pipelines at all.
+
 Exit status: 0 when the schedule was registered, 1 when the config is invalid, 2 when the active stack cannot
-schedule (the message names the stack, its orchestrator flavor and the alternatives in README "Scheduling").
+schedule it (the message names the stack, its orchestrator flavor and the alternatives in README "Scheduling").
 """
 
 from __future__ import annotations
@@ -23,15 +27,24 @@ from pipelines.config_check import pipeline_for, pipelines_by_name, validate_con
 
 SCHEDULABLE_HINT = ("attach a schedulable orchestrator (kubernetes, airflow, vertex, sagemaker, azureml, kubeflow, "
                     "databricks, hyperai) or use the crontab / systemd timer in README 'Scheduling'")
+DYNAMIC_SCHEDULE_FLAVORS = ("kubernetes",)
 
 
-def schedule_blocker(stack) -> str | None:
-    """Why ``stack`` cannot run schedules (one line), or None when its orchestrator can."""
+def schedule_blocker(stack, dynamic: bool = False) -> str | None:
+    """Why ``stack`` cannot run this schedule (one line), or None when its orchestrator can.
+
+    Args:
+        stack: The active ZenML stack.
+        dynamic: The pipeline is a dynamic one (``@pipeline(dynamic=True)``).
+    """
     orchestrator = stack.orchestrator
-    if orchestrator.config.is_schedulable:
-        return None
-    return (f"stack '{stack.name}' uses the '{orchestrator.flavor}' orchestrator '{orchestrator.name}', which cannot "
-            f"run schedules: {SCHEDULABLE_HINT}")
+    where = f"stack '{stack.name}' uses the '{orchestrator.flavor}' orchestrator '{orchestrator.name}'"
+    if not orchestrator.config.is_schedulable:
+        return f"{where}, which cannot run schedules: {SCHEDULABLE_HINT}"
+    if dynamic and orchestrator.flavor not in DYNAMIC_SCHEDULE_FLAVORS:
+        return (f"{where}, which cannot schedule a dynamic pipeline in ZenML 0.98 (the kubernetes orchestrator can, "
+                "as a CronJob): use a kubernetes stack or the crontab / systemd timer in README 'Scheduling'")
+    return None
 
 
 def register_schedule(path: str | Path) -> tuple[int, str]:
@@ -48,10 +61,10 @@ def register_schedule(path: str | Path) -> tuple[int, str]:
         problems = [f"{path}: schedule: missing; this entry point only registers scheduled runs"]
     if problems:
         return 1, "; ".join(problems)
-    blocker = schedule_blocker(Client().active_stack)
+    pipe = pipeline_for(path, pipelines_by_name())
+    blocker = schedule_blocker(Client().active_stack, dynamic=pipe.is_dynamic)
     if blocker:
         return 2, f"{path}: not scheduled: {blocker}"
-    pipe = pipeline_for(path, pipelines_by_name())
     pipe.with_options(config_path=str(path))()
     return 0, f"{path}: schedule registered for {pipe.name} on stack '{Client().active_stack.name}'"
 

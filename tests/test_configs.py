@@ -172,4 +172,15 @@ def test_schedule_blocker_follows_the_orchestrator_capability():
         return SimpleNamespace(name="s", orchestrator=orchestrator)
 
     assert schedule_blocker(stack(True, "kubernetes")) is None
+    assert schedule_blocker(stack(True, "kubernetes"), dynamic=True) is None  # a CronJob runs the dynamic run
+    assert schedule_blocker(stack(True, "vertex")) is None
+    assert "cannot schedule a dynamic pipeline" in schedule_blocker(stack(True, "vertex"), dynamic=True)
     assert schedule_blocker(stack(False, "local")).startswith("stack 's' uses the 'local' orchestrator 'o'")
+
+
+def test_retraining_schedule_on_the_local_stack_is_one_line_too(zenml_client, capsys):
+    from pipelines import schedule
+
+    assert schedule.main([str(ROOT / "configs" / "schedules" / "retraining_nightly.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "which cannot run schedules" in err
