@@ -4,7 +4,8 @@ test_resume.py kills real processes for the cross-encoder and SFT. Here each tra
 checkpoint every 3 and ``keep: true``; deleting ``checkpoint-6`` leaves the folder as a kill after step 3 would, and
 the same call again must report ``resumed_from_step == 3`` and save byte-identical weights (no tolerance). The
 dual encoder's 6 steps span two epochs (4 steps each), so resuming also restores the epoch's shuffling; the
-curriculum cross-encoder restores its pacing sampler's position.
+curriculum cross-encoder restores its pacing sampler's position; the LM-distillation student's checkpoint key also
+holds the teacher and α, so the α = 0 baseline of the same student never resumes from it.
 """
 
 from __future__ import annotations
@@ -100,6 +101,41 @@ def causal_lm(root: Path, out: Path) -> tuple[Path, int]:
     return result.model_dir, result.stats["resumed_from_step"]
 
 
+def cross_encoder_student(root: Path, out: Path) -> tuple[Path, int]:
+    """Every other layer of a saved tiny cross-encoder teacher, learning its margins (teacher scores made up)."""
+    from finetune.params import CrossEncoderDistillationParams, TinyBertModel, TrainingParams
+    from finetune.ranking.distillation import save_teacher, train_cross_encoder_student
+
+    pairs = _pairs()
+    teacher, _, _ = save_teacher(TinyBertModel(vocab_size=200, num_layers=4), "cross_encoder", out / "teacher",
+                                 pairs["query"].tolist() + pairs["passage"].tolist())
+    scored = pairs.assign(teacher_score=[3.0 if r == "positive" else float(i % 3) for i, r in enumerate(pairs["role"])])
+    params = CrossEncoderDistillationParams(training=TrainingParams(
+        max_steps=STEPS, per_device_batch_size=4, learning_rate=1e-3, max_length=32, logging_steps=1, device="cpu",
+        precision="fp32", checkpoints=_checkpoints(root)))
+    result = train_cross_encoder_student(scored, params, out / "train", teacher, "tiny teacher")
+    return result.model_dir, result.resumed_from_step
+
+
+def lm_distillation(root: Path, out: Path) -> tuple[Path, int]:
+    """A tiny GPT-2 student learning from a tiny GPT-2 teacher whose BPE tokenizer was trained on the same text."""
+    from finetune.data.text import load_text_data
+    from finetune.generation.distillation import distill_causal_lm
+    from finetune.models.causal import build_tiny_causal_lm
+    from finetune.params import DemoText, LmDistillationParams, TextDataParams, TinyGpt2Model
+
+    train, _, _ = load_text_data(TextDataParams(source=DemoText(output_dir=out / "data", num_documents=12)))
+    teacher = build_tiny_causal_lm(TinyGpt2Model(vocab_size=400, seed=3), out / "teacher", train["text"].tolist())
+    params = LmDistillationParams(
+        teacher={"kind": "local", "path": str(teacher)}, student={"kind": "tiny_gpt2", "hidden_size": 16,
+                                                                  "vocab_size": 400},
+        alpha=0.5, block_size=32, training={
+            "max_steps": STEPS, "per_device_batch_size": 4, "learning_rate": 5e-3, "logging_steps": 1,
+            "device": "cpu", "precision": "fp32", "checkpoints": _checkpoints(root)})
+    result = distill_causal_lm(train, train.iloc[:0], teacher, params, out / "train")
+    return result.model_dir, result.stats["resumed_from_step"]
+
+
 def reward_model(root: Path, out: Path, caplog) -> tuple[Path, int]:
     from finetune.generation.rlhf import train_reward_model
     from finetune.models.causal import build_tiny_causal_lm
@@ -118,7 +154,8 @@ def reward_model(root: Path, out: Path, caplog) -> tuple[Path, int]:
     return result.model_dir, resumed[0] if resumed else 0
 
 
-@pytest.mark.parametrize("trainer", ["curriculum_cross_encoder", "dual_encoder", "dpo", "causal_lm", "reward_model"])
+@pytest.mark.parametrize("trainer", ["curriculum_cross_encoder", "dual_encoder", "cross_encoder_student", "dpo",
+                                     "causal_lm", "lm_distillation", "reward_model"])
 def test_resuming_from_an_earlier_checkpoint_saves_the_same_weights(trainer, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="finetune.training")
     run = globals()[trainer]
