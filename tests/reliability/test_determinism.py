@@ -8,8 +8,9 @@ Two causes of run-to-run differences were found this way and fixed at the source
   ties by those numbers, so the tiny BERT's vocabulary differed between processes
   (``finetune.models.sources.train_wordpiece_tokenizer`` now trains deterministically);
 - a cross-encoder built on a checkpoint without a classifier (all-MiniLM-L6-v2 is one) drew its new head before the
-  Trainer seeded anything, so every run started from a different head (``finetune.training.seed_before_building``);
-  LoRA's A matrices and the reward model's head had the same problem.
+  Trainer seeded anything, so every run started from a different head (``finetune.training.seed_before_building``).
+  The reward model's new head was drawn the same way, and so were LoRA's A matrices on a saved base model (a tiny
+  model built in the same call had just seeded torch, which hid it in the demos).
 
 Every stage is compared by sha256 (a failure names the first stage that differs) and the metrics must be equal as
 floats: no tolerance. This holds on one CPU with a fixed thread count; other thread counts or a GPU may reduce
