@@ -5,8 +5,9 @@
 The result holds a sha256 of every stage's output, so a difference names the first stage that differs, and the
 final metrics. ``ranking``: generated MS MARCO files → loaders and seeded split → BM25 → hard-negative mining → a
 cross-encoder trained from a checkpoint without a classifier (its head is created at load time) → reranking → ranx.
-``generation``: generated instructions → seeded split → SFT of a tiny Llama-style model with LoRA (its A matrices
-are drawn when the adapter is added) → held-out perplexity, greedy generations, ROUGE and BLEU.
+``generation``: generated instructions → seeded split → SFT of a saved tiny Llama-style model with LoRA (its A
+matrices are drawn when the adapter is added) → held-out perplexity, greedy generations, ROUGE and BLEU. Before
+training, the random state is scrambled from the OS, as a step finds it after whatever ran before it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ def _sha(value) -> str:
 
 def _file_sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _scramble_random_state() -> None:
+    """Leave torch, NumPy and Python in an arbitrary random state, as a pipeline step finds them after other steps."""
+    import random
+
+    import numpy as np
+    import torch
+
+    seed = random.SystemRandom().randrange(2**32)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def headless_tiny_bert(work: Path, texts: list[str]) -> Path:
@@ -71,6 +85,7 @@ def ranking(work: Path) -> dict:
     stages["pairs"] = _sha(pairs.to_dict("records"))
     base = headless_tiny_bert(work, pairs["query"].drop_duplicates().tolist() + pairs["passage"].unique().tolist())
     stages["base"] = {p.name: _file_sha(p) for p in sorted(base.iterdir())}
+    _scramble_random_state()
     training = TrainingParams(max_steps=12, per_device_batch_size=8, learning_rate=1e-3, max_length=64,
                               logging_steps=1, device="cpu", precision="fp32",
                               checkpoints=CheckpointParams(every_steps=None))
@@ -88,13 +103,14 @@ def generation(work: Path) -> dict:
     from finetune.data.instructions import load_instruction_data
     from finetune.generation.evaluation import evaluate_generation, perplexity, prompts_and_references
     from finetune.generation.training import train_sft
-    from finetune.models.causal import load_causal_lm
+    from finetune.models.causal import build_tiny_causal_lm, load_causal_lm
     from finetune.params import (
         CheckpointParams,
         DemoInstructions,
         GenerationEvalParams,
         GenerationTrainingParams,
         InstructionDataParams,
+        LocalModel,
         LoraMethod,
         SftParams,
         TinyLlamaModel,
@@ -107,7 +123,11 @@ def generation(work: Path) -> dict:
     training = GenerationTrainingParams(max_steps=15, per_device_batch_size=4, learning_rate=1e-2, max_length=64,
                                         logging_steps=1, eval_steps=5, device="cpu", precision="fp32",
                                         checkpoints=CheckpointParams(every_steps=None))
-    params = SftParams(model=TinyLlamaModel(), method=LoraMethod(r=4), training=training)
+    # A saved base model, as the pipeline's prepare step hands it to training, then an arbitrary random state.
+    base = build_tiny_causal_lm(TinyLlamaModel(), work / "base", train["prompt"].tolist() + train["response"].tolist())
+    stages["base"] = {p.name: _file_sha(p) for p in sorted(base.iterdir()) if p.is_file()}
+    _scramble_random_state()
+    params = SftParams(model=LocalModel(path=base), method=LoraMethod(r=4), training=training)
     result = train_sft(train, validation, data.template, params, work / "train")
     stages["losses"] = [e["loss"] for e in result.log_history if "loss" in e]
     stages["weights"] = _file_sha(result.model_dir / "model.safetensors")
