@@ -6,13 +6,16 @@ turns ranking data into its input formats, picks the loss and maps our parameter
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from finetune.data.types import RankingSet, Run
@@ -159,13 +162,30 @@ def build_loss(model, loss: str, pairs: pd.DataFrame):
 
 
 def to_training_arguments(params: TrainingParams, output_dir: str | Path, placement: Placement,
-                          checkpoints: CheckpointPlan | None = None):
-    """Map our training parameters onto ``CrossEncoderTrainingArguments`` (the one place this happens)."""
+                          checkpoints: CheckpointPlan | None = None, batch_sampler: Callable | None = None):
+    """Map our training parameters onto ``CrossEncoderTrainingArguments`` (the one place this happens).
+
+    ``batch_sampler`` is a batch-sampler factory for the training set (:func:`length_grouped_sampler`); None keeps
+    sentence-transformers' default random batches.
+    """
     from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
 
+    extra = {} if batch_sampler is None else {"batch_sampler": batch_sampler}
     return CrossEncoderTrainingArguments(
-        **{**common_training_arguments(params, output_dir, placement), **(checkpoints or CheckpointPlan()).arguments()}
+        **{**common_training_arguments(params, output_dir, placement), **(checkpoints or CheckpointPlan()).arguments()},
+        **extra,
     )
+
+
+def length_grouped_sampler(dataset, tokenizer, params: TrainingParams) -> Callable:
+    """A ``batch_sampler`` factory batching training rows of similar token length (lengths measured once, here).
+
+    See :class:`finetune.ranking.batching.LengthGroupedBatchSampler`.
+    """
+    from finetune.ranking.batching import LengthGroupedBatchSampler, row_token_lengths
+
+    lengths = row_token_lengths(dataset, tokenizer, params.max_length)
+    return functools.partial(LengthGroupedBatchSampler, lengths=lengths)
 
 
 @dataclass
@@ -202,12 +222,15 @@ def train_cross_encoder(
 
     The tiny_bert source trains its tokenizer on the training queries and passages. With ``curriculum`` the
     trainer draws each batch from the easiest queries' rows as its pacing function allows
-    (:mod:`finetune.curriculum`); the number of optimizer steps is unchanged. A run killed after a checkpoint
+    (:mod:`finetune.curriculum`); the number of optimizer steps is unchanged. Without one, batches are
+    length-grouped (``params.length_grouped_batches``) so each pads to little more than its own rows. On CPU in
+    fp32 the linear layers compute through oneDNN (:mod:`finetune.ranking.onednn`). A run killed after a checkpoint
     (``params.training.checkpoints``) resumes from it when started again with the same pairs and parameters.
     """
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
 
     from finetune.curriculum import with_curriculum
+    from finetune.ranking.onednn import onednn_linears
 
     out = Path(output_dir)
     placement = resolve_placement(params.training.device, params.training.precision)
@@ -224,15 +247,18 @@ def train_cross_encoder(
     dataset = to_loss_dataset(pairs, params.loss)
     extra = {} if curriculum is None else {"curriculum": curriculum.for_rows(instance_qids(pairs, params.loss))}
     plan = checkpoint_plan("cross_encoder", params.training.checkpoints, params, pairs, curriculum)
+    grouped = params.length_grouped_batches and curriculum is None  # a curriculum decides the order itself
+    sampler = length_grouped_sampler(dataset, model.tokenizer, params.training) if grouped else None
     trainer = (CrossEncoderTrainer if curriculum is None else with_curriculum(CrossEncoderTrainer))(
         model=model,
-        args=to_training_arguments(params.training, out / "trainer", placement, plan),
+        args=to_training_arguments(params.training, out / "trainer", placement, plan, sampler),
         train_dataset=dataset,
         loss=build_loss(model, params.loss, pairs),
         **extra,
     )
     model_dir = out / "model"
-    run = train_and_save(trainer, model, model_dir, plan)
+    with onednn_linears(model, enabled=placement.device == "cpu" and placement.precision == "fp32"):
+        run = train_and_save(trainer, model, model_dir, plan)
     return TrainResult(
         model_dir=model_dir,
         log_history=run.history,
@@ -265,6 +291,52 @@ class RerankResult:
         return self.pairs_scored / self.seconds if self.seconds > 0 else 0.0
 
 
+def score_pairs(model, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
+    """Raw logits of a single-label CrossEncoder for (query, passage) pairs, in input order.
+
+    What ``CrossEncoder.predict(activation_fn=Identity())`` computes, faster: every pair is tokenised once, the
+    pairs are sorted by exact token length (``predict`` sorts by characters) so each batch pads only to its own
+    longest pair, the network runs under ``torch.inference_mode``, and on CPU in fp32 its linear layers compute
+    through oneDNN. Scores agree with ``predict`` to ~1e-6 (fp32 sums in another order).
+
+    Raises:
+        ValueError: The model has more than one output label (no single relevance score).
+    """
+    import torch
+
+    from finetune.ranking.batching import length_sorted_batches
+    from finetune.ranking.onednn import onednn_linears, onednn_usable
+
+    network, tokenizer = model.model, model.tokenizer
+    if network.config.num_labels != 1:
+        raise ValueError(f"reranking needs a single-label cross-encoder; this one has {network.config.num_labels}")
+    scores = np.zeros(len(pairs), dtype=np.float32)
+    if not pairs:
+        return scores
+    encoded = tokenizer([q for q, _ in pairs], [p for _, p in pairs], truncation="longest_first",
+                        max_length=model.max_seq_length)
+    columns = [c for c in ("input_ids", "token_type_ids", "attention_mask") if c in encoded]
+    pad_values = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": tokenizer.pad_token_type_id}
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    weight = next(network.parameters())
+    network.eval()
+    with torch.inference_mode(), onednn_linears(network, enabled=onednn_usable(weight)):
+        for batch in length_sorted_batches(lengths, batch_size):
+            width = lengths[batch[0]]  # dynamic padding: the longest pair of this batch
+            features = {}
+            for column in columns:
+                padded = np.full((len(batch), width), pad_values.get(column, 0), dtype=np.int64)
+                for row, i in enumerate(batch):
+                    values = encoded[column][i]
+                    if tokenizer.padding_side == "left":
+                        padded[row, width - len(values):] = values
+                    else:
+                        padded[row, : len(values)] = values
+                features[column] = torch.from_numpy(padded).to(weight.device)
+            scores[batch] = network(**features).logits[:, 0].float().cpu().numpy()
+    return scores
+
+
 def rerank(
     model_dir: str | Path,
     data: RankingSet,
@@ -274,28 +346,22 @@ def rerank(
     device: str = "auto",
     max_length: int | None = None,
 ) -> RerankResult:
-    """Score each query's top-``depth`` first-stage candidates with the cross-encoder.
+    """Score each query's top-``depth`` first-stage candidates with the cross-encoder (:func:`score_pairs`).
 
     Scores are raw logits (no sigmoid): the ranking is the same and saturated probabilities cannot tie.
     Candidates below ``depth`` are dropped from the returned run, so metrics at cut-offs ≤ depth compare
     like with like against the first stage.
     """
-    import torch
     from sentence_transformers.cross_encoder import CrossEncoder
 
     placement = resolve_placement(device, "auto")  # type: ignore[arg-type]
-    model = CrossEncoder(str(model_dir), device=placement.device, activation_fn=torch.nn.Identity(),
-                         max_length=max_length, **sentence_transformers_kwargs())
+    model = CrossEncoder(str(model_dir), device=placement.device, max_length=max_length,
+                         **sentence_transformers_kwargs())
     keys: list[tuple[str, str]] = []
     for qid in sorted(data.queries):
         keys.extend((qid, pid) for pid in top_candidates(first_stage, qid, depth) if pid in data.corpus)
     start = time.perf_counter()
-    scores = model.predict(
-        [(data.queries[q], data.corpus[p]) for q, p in keys],
-        batch_size=batch_size,
-        show_progress_bar=False,
-        convert_to_numpy=True,
-    ) if keys else []
+    scores = score_pairs(model, [(data.queries[q], data.corpus[p]) for q, p in keys], batch_size)
     seconds = time.perf_counter() - start
     run: Run = {qid: {} for qid in sorted(data.queries)}
     for (qid, pid), score in zip(keys, scores, strict=True):
