@@ -1,8 +1,8 @@
 """The promotion gate, free of ZenML: given the candidate's and production's metrics, promote or not, and why.
 
 Every model version stores its per-item values (per-query nDCG, per-example ROUGE-L, per-pair preference
-correctness) next to its metrics, so a later candidate is compared with production on the items both were
-evaluated on, with a paired test; where no per-item values exist the gate compares the means.
+correctness, per-prompt reward) next to its metrics, so a later candidate is compared with production on the items
+both were evaluated on, with a paired test; where no per-item values exist the gate compares the means.
 """
 
 from __future__ import annotations

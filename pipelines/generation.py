@@ -203,12 +203,13 @@ def rlhf_training(
     train, test, texts = load_preferences(data, fingerprints)
     base_model_dir = prepare_causal_lm(rlhf.model, texts)
     reward_model_dir, reward_model_metrics, reward_log = train_reward_model(base_model_dir, train, test, rlhf.reward)
-    before = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation, split="base_test",
-                                    id="evaluate_base_reward")
+    before, _ = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation, split="base_test",
+                                       id="evaluate_base_reward")
     model_dir, training_log = train_rl_policy(base_model_dir, reward_model_dir, train, rlhf)
-    after = evaluate_policy_reward(model_dir, reward_model_dir, test, evaluation)
+    after, per_prompt = evaluate_policy_reward(model_dir, reward_model_dir, test, evaluation)
     decision = generation_gate(after, fingerprints, promotion, "test_mean_reward", {"base_model": rlhf.model},
-                               baseline_metric="base_test_mean_reward", other_metrics=[before, reward_model_metrics])
+                               baseline_metric="base_test_mean_reward", other_metrics=[before, reward_model_metrics],
+                               per_item=per_prompt)
     build_rlhf_report(reward_model_metrics, before, after, reward_log, training_log, promotion_decision=decision)
 
 
@@ -232,10 +233,10 @@ def rag_intent(data: RagDataParams, rag: RagParams, promotion: PromotionParams =
     if rag.generator.kind == "local":
         base_model_dir = prepare_causal_lm(rag.generator.sft.model, train)
         model_dir, _ = train_intent_generator(base_model_dir, train, rag.generator)
-    metrics, samples = generate_intents(test, retrieval_metrics, rag, model_dir)
+    metrics, samples, per_example = generate_intents(test, retrieval_metrics, rag, model_dir)
     generator_base = rag.generator.sft.model if rag.generator.kind == "local" else None
     decision = generation_gate(metrics, fingerprints, promotion, "test_rougeL",
-                               {"retriever": retriever.model, "generator_base": generator_base})
+                               {"retriever": retriever.model, "generator_base": generator_base}, per_item=per_example)
     build_rag_report(metrics, samples, promotion_decision=decision)
 
 

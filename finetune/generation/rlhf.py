@@ -221,8 +221,15 @@ def sample_completions(model_dir: str | Path, prompts: Sequence[str], params: Re
 
 def mean_reward(model_dir: str | Path, scorer, prompts: Sequence[str], params: RewardEvalParams) -> float:
     """Mean reward of the policy's completions to ``prompts`` (the first ``max_prompts``) under ``scorer``."""
+    rewards = prompt_rewards(model_dir, scorer, prompts, params)
+    return sum(rewards) / len(rewards)
+
+
+def prompt_rewards(model_dir: str | Path, scorer, prompts: Sequence[str], params: RewardEvalParams) -> list[float]:
+    """Mean reward of the policy's ``num_samples`` completions to each of the first ``max_prompts`` prompts, in
+    order. Every prompt has the same number of completions, so the mean of these is :func:`mean_reward`."""
     prompts = list(prompts[: params.max_prompts]) if params.max_prompts else list(prompts)
     completions = sample_completions(model_dir, prompts, params)
     flat_prompts = [p for p, group in zip(prompts, completions, strict=True) for _ in group]
-    rewards = scorer(flat_prompts, [c for group in completions for c in group])
-    return sum(rewards) / len(rewards)
+    rewards = iter(scorer(flat_prompts, [c for group in completions for c in group]))
+    return [sum(next(rewards) for _ in group) / len(group) for group in completions]

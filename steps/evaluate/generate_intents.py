@@ -4,10 +4,11 @@ import pandas as pd
 from zenml import step
 
 from finetune.device import resolve_device
-from finetune.generation.evaluation import generation_metrics, sample_table
+from finetune.generation.evaluation import generation_metrics, rouge_scores, sample_table
 from finetune.generation.rag import generate_http, generate_local
 from finetune.models.directory import ModelDirectory
 from finetune.params import HttpGenerator, RagParams
+from finetune.registry import item_key
 from steps.metadata import record
 
 
@@ -31,9 +32,14 @@ def generate_intents(
     retrieval_metrics: dict[str, float],
     rag: RagParams,
     model_dir: ModelDirectory | None = None,
-) -> tuple[Annotated[dict[str, float], "metrics"], Annotated[pd.DataFrame, "sample_generations"]]:
+) -> tuple[
+    Annotated[dict[str, float], "metrics"],
+    Annotated[pd.DataFrame, "sample_generations"],
+    Annotated[dict[str, float], "per_item_rougeL"],
+]:
     """Generate every test query's intent (the fine-tuned local model, or the HTTP endpoint) from its prompt;
-    ROUGE-1/2/L and BLEU against the reference intents, with the retrieval recall, in ``metrics``."""
+    ROUGE-1/2/L and BLEU against the reference intents, with the retrieval recall, in ``metrics``; each query's
+    ROUGE-L keyed by its prompt in ``per_item_rougeL`` (for the promotion gate's paired test)."""
     prompts, references = test_examples["prompt"].tolist(), test_examples["response"].tolist()
     generator = rag.generator
     if isinstance(generator, HttpGenerator):
@@ -46,4 +52,6 @@ def generate_intents(
     metrics = {**retrieval_metrics, **generation_metrics(predictions, references, "test")}
     record(metrics)
     rows = sample_table(prompts, references, predictions, rag.num_samples)
-    return metrics, pd.DataFrame(rows, columns=["prompt", "reference", "generated", "rougeL"])
+    rouge_l = rouge_scores(predictions, references, ("rougeL",))["rougeL"]
+    per_item = {item_key(prompt): float(value) for prompt, value in zip(prompts, rouge_l, strict=True)}
+    return metrics, pd.DataFrame(rows, columns=["prompt", "reference", "generated", "rougeL"]), per_item

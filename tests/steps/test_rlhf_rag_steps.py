@@ -10,6 +10,7 @@ import pytest
 from finetune.models.causal import build_tiny_causal_lm
 from finetune.models.directory import ModelDirectory
 from finetune.params import RagParams, RewardEvalParams, RewardModelParams, TinyGpt2Model, TrainingParams
+from finetune.registry import item_key
 from steps.data.retrieve_passages import retrieve_passages
 from steps.evaluate.evaluate_policy_reward import evaluate_policy_reward
 from steps.evaluate.generate_intents import generate_intents
@@ -67,7 +68,7 @@ def test_generate_intents_over_http_with_the_key_from_the_environment(toy_rankin
                                    "model": "m", "api_key_env": "STEP_TEST_KEY"})
         examples = pd.DataFrame({"prompt": ["p || capital of italy", "p || capital of spain"],
                                  "response": ["find the capital of italy", "find the capital of spain"]})
-        metrics, samples = generate_intents.entrypoint(examples, {"test_recall@1": 0.5}, rag)
+        metrics, samples, per_item = generate_intents.entrypoint(examples, {"test_recall@1": 0.5}, rag)
     finally:
         server.shutdown()
         server.server_close()
@@ -75,6 +76,7 @@ def test_generate_intents_over_http_with_the_key_from_the_environment(toy_rankin
     assert metrics["test_recall@1"] == 0.5
     assert metrics["test_rouge1"] == metrics["test_rouge2"] == metrics["test_rougeL"] == pytest.approx(1.0)
     assert len(samples) == 2 and KEY not in samples.to_json()
+    assert per_item == {item_key("p || capital of italy"): 1.0, item_key("p || capital of spain"): 1.0}
 
 
 def test_local_generator_needs_its_model(toy_ranking):
@@ -97,6 +99,9 @@ def test_reward_model_and_policy_reward_steps(tmp_path):
     assert reward_dir.kind == "reward_model" and (reward_dir.path / "config.json").is_file()
     assert set(metrics) == {"test_pairwise_accuracy", "test_reward_margin"} and len(log) == 5  # 40 pairs / 8
     evaluation = RewardEvalParams(max_new_tokens=3, num_samples=2)
-    first = evaluate_policy_reward.entrypoint(base, reward_dir, pairs, evaluation, split="base_test")
-    again = evaluate_policy_reward.entrypoint(base, reward_dir, pairs, evaluation, split="base_test")
+    first, per_prompt = evaluate_policy_reward.entrypoint(base, reward_dir, pairs, evaluation, split="base_test")
+    again, _ = evaluate_policy_reward.entrypoint(base, reward_dir, pairs, evaluation, split="base_test")
     assert list(first) == ["base_test_mean_reward"] and first == again  # seeded sampling: same completions
+    # One mean reward per distinct prompt ("say up:", "say down:"), whose mean is the metric.
+    assert set(per_prompt) == {item_key("say up:"), item_key("say down:")}
+    assert sum(per_prompt.values()) / 2 == pytest.approx(first["base_test_mean_reward"])
