@@ -10,15 +10,187 @@ by the same constant (1.9 for k1 = 0.9), so rankings are unchanged. Tokenisation
 regex ``\\b\\w\\w+\\b`` (tokens of two or more word characters, as scikit-learn's CountVectorizer), stopword
 removal, then the Snowball stemmer from PyStemmer. A query token repeated twice counts twice, as in Pyserini's
 bag-of-words queries.
+
+Indexing streams the corpus in chunks: each chunk is tokenised with a word -> id cache in front of bm25s's
+tokenizer (which still assigns every id, so queries and passages share one vocabulary) and reduced at once to
+(passage, term, tf) triples. bm25s's own idf, term-frequency and CSC functions then score the triples in a
+few vectorised calls instead of bm25s's per-passage Python loop; the index is bit-for-bit the one
+``bm25s.BM25.index`` builds from the same tokens (tests/finetune/ranking/test_bm25.py checks it), about 5x
+faster, and the corpus is never held as a list of token lists.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import compress, islice, repeat
+from operator import is_
+
 import bm25s
+import numpy as np
+import scipy.sparse as sp
 import Stemmer
-from bm25s.tokenization import Tokenizer
+from bm25s.scoring import (
+    _build_idf_array,
+    _build_nonoccurrence_array,
+    _select_idf_scorer,
+    _select_tfc_scorer,
+)
+from bm25s.tokenization import Tokenized, Tokenizer
 
 from finetune.data.types import Run
+
+# Passages tokenised per batch: 20,000 MS MARCO passages of ~56 words make ~1.1 M words, whose word list, id
+# list and int64 arrays take ~50 MB while the chunk is processed (the 1 M-passage corpus itself takes ~700 MB),
+# yet each numpy call still covers a million tokens, so its fixed cost vanishes.
+CHUNK_PASSAGES = 20_000
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # bm25s's default splitter
+# The same tokens plus a match for each newline: findall tries a match where the previous one ended, which is
+# never inside a run of word characters unless the run has one character, so the \b anchors never reject one.
+_split = re.compile(r"(?u)\w\w+|\n").findall
+_SCORE_SLICE = 1 << 20  # (passage, term) scores computed per numpy call: float64 temporaries of 8 MB each
+_STOPWORD = -1
+_END = -2  # the newline that ends a passage in a joined chunk
+
+
+@dataclass
+class TermCounts:
+    """A tokenised corpus reduced to what BM25 needs: one (passage, term, tf) triple per distinct term of a passage.
+
+    Attributes:
+        doc: Passage index of each triple (int32), ascending.
+        term: Term id of each triple (int32), ascending within a passage.
+        tf: Occurrences of the term in the passage (float32, as bm25s counts them).
+        doc_lengths: Kept tokens per passage (int32); a passage with no kept token counts the empty token once.
+    """
+
+    doc: np.ndarray
+    term: np.ndarray
+    tf: np.ndarray
+    doc_lengths: np.ndarray
+
+
+def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(texts)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def count_terms(tokenizer: Tokenizer, texts: Iterable[str], chunk_passages: int = CHUNK_PASSAGES) -> TermCounts:
+    """Tokenise ``texts`` as ``tokenizer.tokenize(texts, update_vocab=True)`` would, chunk by chunk.
+
+    A chunk is joined with newlines, lowercased and split by the tokenizer's regex once (a newline never occurs
+    inside a token, and the extra alternative ``|\\n`` marks where each passage ends); words are looked up in a
+    cache with one ``map`` call. The first time a word is seen, bm25s decides its id (or that it is a stopword)
+    and updates the tokenizer's vocabulary, in the order bm25s would meet it. Each chunk's ids are then
+    counted per passage with one ``np.unique`` over ``passage << 32 | term`` keys.
+
+    Args:
+        tokenizer: A bm25s tokenizer (lowercasing, stopwords and stemmer as configured); its vocabulary grows.
+        texts: The passages, in index order; consumed once.
+        chunk_passages: Passages per chunk (memory is proportional to it, the result is not).
+
+    Returns:
+        The (passage, term, tf) triples and the passage lengths, with ids from ``tokenizer.get_vocab_dict()``.
+    """
+    if getattr(tokenizer.splitter, "__self__", None) is None or tokenizer.splitter.__self__.pattern != TOKEN_PATTERN:
+        raise ValueError(f"count_terms needs a tokenizer that splits with bm25s's default {TOKEN_PATTERN!r}")
+    list(tokenizer.streaming_tokenize([], update_vocab=True))  # registers the empty token "" first, as bm25s does
+    empty = tokenizer.word_to_id[""]
+    stopwords = frozenset(tokenizer.stopwords or ())
+    known: dict[str, int] = {"\n": _END}
+
+    def learn(words: Iterable[str]) -> None:
+        # bm25s's order: a known word keeps its id, a stopword is dropped, anything else is stemmed and numbered
+        # (by bm25s itself, one word per "text", in the order the words first occur).
+        new = []
+        for word in words:
+            if word in tokenizer.word_to_id:
+                known[word] = tokenizer.word_to_id[word]
+            elif word in stopwords:
+                known[word] = _STOPWORD
+            else:
+                new.append(word)
+        for word, ids in zip(new, tokenizer.streaming_tokenize(new, update_vocab=True), strict=True):
+            known[word] = ids[0]
+
+    docs, terms, tfs, lengths = [], [], [], []
+    start = 0
+    for batch in _batches(texts, chunk_passages):
+        text = "\n".join(batch)
+        if text.count("\n") != len(batch) - 1:  # a passage with a line break: fall back to one call per passage
+            words = [w for passage in batch
+                     for w in (*tokenizer.splitter(passage.lower() if tokenizer.lower else passage), "\n")]
+        else:
+            words = _split(text.lower() if tokenizer.lower else text)
+            words.append("\n")
+        ids = list(map(known.get, words))
+        if None in ids:  # new words: learn them in the order bm25s would meet them, then look up again
+            learn(dict.fromkeys(compress(words, map(is_, ids, repeat(None)))))
+            ids = list(map(known.__getitem__, words))
+        del words
+        ids = np.array(ids, dtype=np.int64)
+        ends = ids == _END
+        doc = np.cumsum(ends) - ends  # passage of each token: the number of passage ends before it
+        kept = ids >= 0
+        doc, ids = doc[kept], ids[kept]
+        batch_lengths = np.bincount(doc, minlength=len(batch))
+        no_token = np.flatnonzero(batch_lengths == 0)  # bm25s gives such a passage the empty token, once
+        if len(no_token):
+            doc, ids = np.concatenate([doc, no_token]), np.concatenate([ids, np.full(len(no_token), empty)])
+            batch_lengths[no_token] = 1
+        keys, tf = np.unique((doc << 32) | ids, return_counts=True)
+        docs.append((keys >> 32).astype(np.int32) + np.int32(start))
+        terms.append((keys & 0xFFFFFFFF).astype(np.int32))
+        tfs.append(tf.astype(np.float32))
+        lengths.append(batch_lengths.astype(np.int32))
+        start += len(batch)
+    # One field at a time, dropping its chunks as soon as they are copied: the peak stays at one field's copy.
+    fields = {}
+    for name, chunks in (("doc", docs), ("term", terms), ("tf", tfs), ("doc_lengths", lengths)):
+        fields[name] = np.concatenate(chunks)
+        chunks.clear()
+    return TermCounts(**fields)
+
+
+class _TermCountsBM25(bm25s.BM25):
+    """bm25s.BM25 whose index is built from :class:`TermCounts` (the override point bm25s documents).
+
+    Each step is the one ``bm25s.BM25.build_index_from_ids`` takes, with the same functions and dtypes, applied
+    to many triples at once: document frequencies, idf, the term-frequency component (broadcast over the
+    passage lengths), idf x tfc in float64 stored as float32, then bm25s's scipy CSC construction. Scores are
+    computed a slice at a time so that the float64 temporaries stay small.
+    """
+
+    def build_index_from_ids(self, unique_token_ids, corpus_token_ids: TermCounts, show_progress=True,
+                             leave_progress=False):
+        counts = corpus_token_ids
+        n_docs, n_vocab = len(counts.doc_lengths), len(unique_token_ids)
+        avg_doc_len = counts.doc_lengths.mean()
+        df = np.bincount(counts.term, minlength=n_vocab)
+        doc_frequencies = {token: int(df[token]) for token in unique_token_ids}
+        compute_idf, compute_tfc = _select_idf_scorer(self.idf_method), _select_tfc_scorer(self.method)
+        self.nonoccurrence_array = None
+        if self.method in self.methods_requiring_nonoccurrence:
+            self.nonoccurrence_array = _build_nonoccurrence_array(
+                doc_frequencies=doc_frequencies, n_docs=n_docs, compute_idf_fn=compute_idf,
+                calculate_tfc_fn=compute_tfc, l_d=avg_doc_len, l_avg=avg_doc_len, k1=self.k1, b=self.b,
+                delta=self.delta, dtype=self.dtype)
+        idf = _build_idf_array(doc_frequencies=doc_frequencies, n_docs=n_docs, compute_idf_fn=compute_idf,
+                               dtype=self.dtype)
+        scores = np.empty(len(counts.term), dtype=self.dtype)
+        for start in range(0, len(scores), _SCORE_SLICE):
+            part = slice(start, start + _SCORE_SLICE)
+            term = counts.term[part]
+            tfc = compute_tfc(tf_array=counts.tf[part], l_d=counts.doc_lengths[counts.doc[part]], l_avg=avg_doc_len,
+                              k1=self.k1, b=self.b, delta=self.delta)
+            part_scores = idf[term] * tfc
+            if self.nonoccurrence_array is not None:
+                part_scores -= self.nonoccurrence_array[term]
+            scores[part] = part_scores
+        matrix = sp.csc_matrix((scores, (counts.doc, counts.term)), shape=(n_docs, n_vocab), dtype=self.dtype)
+        return {"data": matrix.data, "indices": matrix.indices, "indptr": matrix.indptr, "num_docs": n_docs}
 
 
 class BM25Index:
@@ -26,7 +198,8 @@ class BM25Index:
 
     bm25s precomputes every (passage, term) score into a sparse CSC matrix: 8 bytes per distinct term of
     each passage (float32 score + int32 passage index) plus 8 per vocabulary term, so MS MARCO's 8.8M
-    passages of ~30 distinct terms take about 2 GB. The token lists are dropped after indexing.
+    passages of ~37 distinct kept terms take about 2.6 GB. While it is built, the corpus is streamed through
+    :func:`count_terms` and held as 12 bytes per (passage, term) pair, never as lists of tokens.
 
     Args:
         corpus: pid -> passage text.
@@ -59,14 +232,13 @@ class BM25Index:
         self.n_threads = n_threads
         self._tokenizer = Tokenizer(
             lower=True,
+            splitter=TOKEN_PATTERN,
             stopwords=stopwords,
             stemmer=None if stemmer is None else Stemmer.Stemmer(stemmer),
         )
-        corpus_ids = self._tokenizer.tokenize(
-            list(corpus.values()), update_vocab=True, return_as="ids", show_progress=False
-        )
-        self._retriever = bm25s.BM25(k1=k1, b=b, method=method)
-        self._retriever.index(self._tokenizer.to_tokenized_tuple(corpus_ids), show_progress=False)
+        counts = count_terms(self._tokenizer, corpus.values())
+        self._retriever = _TermCountsBM25(k1=k1, b=b, method=method, csc_backend="scipy")
+        self._retriever.index(Tokenized(ids=counts, vocab=self._tokenizer.get_vocab_dict()), show_progress=False)
         # bm25s pads a text with no kept token (empty, or only stopwords) with the id of the empty string "".
         self._empty_id = self._tokenizer.get_vocab_dict()[""]
 

@@ -4,10 +4,11 @@ import math
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
 from bm25s.tokenization import Tokenizer
 
-from finetune.ranking.bm25 import BM25Index, bm25_retrieve
+from finetune.ranking.bm25 import BM25Index, bm25_retrieve, count_terms
 
 K1, B = 0.9, 0.4
 
@@ -148,3 +149,80 @@ def test_index_is_reused_and_threads_do_not_change_results():
     assert threaded.retrieve(QUERIES, k=5) == first
     assert bm25_retrieve(CORPUS, QUERIES, k=5) == first
     assert len(single) == len(CORPUS)
+
+
+# Passages that exercise every branch of the chunked tokeniser: stopwords only (-> bm25s's empty token), no
+# token at all, repeated and capitalised words, non-ASCII letters, a line break inside a passage (one chunk
+# falls back to splitting passage by passage), and words first met in a later chunk.
+EDGE_CORPUS = {
+    **CORPUS,
+    "e0": "the of and",
+    "e1": "a ; !",
+    "e2": "Dog DOG dog dogs Dogs running runner",
+    "e3": "Ça coûte très cher à Zürich: Ärzte, Straße, naïve café",
+    "e4": "first line\nsecond line about the brown fox",
+    "e5": "zebra quokka zebra",
+}
+
+
+def _bm25s_index(corpus, method, stemmer, stopwords):
+    """The index bm25s builds itself: its tokenizer over the whole list, then ``BM25.index`` (per-passage loop)."""
+    import bm25s
+    import Stemmer
+
+    tokenizer = Tokenizer(lower=True, stopwords=stopwords,
+                          stemmer=None if stemmer is None else Stemmer.Stemmer(stemmer))
+    ids = tokenizer.tokenize(list(corpus.values()), update_vocab=True, return_as="ids", show_progress=False)
+    retriever = bm25s.BM25(k1=K1, b=B, method=method)
+    retriever.index(tokenizer.to_tokenized_tuple(ids), show_progress=False)
+    return tokenizer, retriever
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "bm25+"])
+@pytest.mark.parametrize(("stemmer", "stopwords"), [("english", "en"), (None, None)])
+def test_chunked_index_is_bit_for_bit_the_index_bm25s_builds(method, stemmer, stopwords):
+    tokenizer, reference = _bm25s_index(EDGE_CORPUS, method, stemmer, stopwords)
+
+    ours = BM25Index(EDGE_CORPUS, k1=K1, b=B, method=method, stemmer=stemmer, stopwords=stopwords)
+
+    assert ours._tokenizer.word_to_id == tokenizer.word_to_id  # same ids, assigned in the same order
+    assert ours._tokenizer.get_vocab_dict() == tokenizer.get_vocab_dict()
+    for part in ("data", "indices", "indptr"):
+        assert np.array_equal(ours._retriever.scores[part], reference.scores[part]), part
+    assert ours._retriever.scores["data"].dtype == reference.scores["data"].dtype == np.float32
+    query_ids = tokenizer.tokenize(list(QUERIES.values()), update_vocab=False, return_as="ids", show_progress=False)
+    docs, scores = reference.retrieve(query_ids, k=5, show_progress=False)
+    run = ours.retrieve(QUERIES, k=5)
+    pids = list(EDGE_CORPUS)
+    for qid, doc_row, score_row in zip(QUERIES, docs.tolist(), scores.tolist(), strict=True):
+        assert run[qid] == {pids[d]: s for d, s in zip(doc_row, score_row, strict=True) if s != 0.0}
+
+
+def test_chunk_size_does_not_change_the_counts():
+    """One passage per chunk, three per chunk (the line break lands in the middle one) and one chunk in all."""
+    import Stemmer
+
+    def counts(chunk):
+        tokenizer = Tokenizer(lower=True, stopwords="en", stemmer=Stemmer.Stemmer("english"))
+        result = count_terms(tokenizer, iter(EDGE_CORPUS.values()), chunk_passages=chunk)
+        return result, tokenizer.word_to_id
+
+    whole, vocab = counts(1000)
+    for chunk in (1, 3):
+        other, other_vocab = counts(chunk)
+        assert other_vocab == vocab
+        for field in ("doc", "term", "tf", "doc_lengths"):
+            assert np.array_equal(getattr(other, field), getattr(whole, field)), (chunk, field)
+    empty = vocab[""]
+    # "the of and" keeps no token and "a ; !" has none: each counts the empty token once, as bm25s does.
+    for position in (list(EDGE_CORPUS).index("e0"), list(EDGE_CORPUS).index("e1")):
+        assert whole.doc_lengths[position] == 1
+        assert whole.term[whole.doc == position].tolist() == [empty]
+    # "Dog DOG dog dogs Dogs running runner": dog x5 after stemming, run(ning) x1, runner x1 -> 7 tokens.
+    e2 = list(EDGE_CORPUS).index("e2")
+    assert whole.doc_lengths[e2] == 7 and sorted(whole.tf[whole.doc == e2].tolist()) == [1.0, 1.0, 5.0]
+
+
+def test_count_terms_needs_bm25s_default_splitter():
+    with pytest.raises(ValueError, match="default"):
+        count_terms(Tokenizer(splitter=r"\w+"), ["some text"])
