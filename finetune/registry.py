@@ -1,8 +1,9 @@
 """The promotion gate, free of ZenML: given the candidate's and production's metrics, promote or not, and why.
 
 Every model version stores its per-item values (per-query nDCG, per-example ROUGE-L, per-pair preference
-correctness, per-prompt reward) next to its metrics, so a later candidate is compared with production on the items
-both were evaluated on, with a paired test; where no per-item values exist the gate compares the means.
+correctness, per-prompt reward, per-window perplexity) next to its metrics, so a later candidate is compared with
+production on the items both were evaluated on, with a paired test; where no per-item values exist the gate
+compares the means.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def decide_promotion(
     if production is None:
         none = f"no {params.stage} version yet" if production_version is None else \
             f"{params.stage} version {production_version} has no {metric} to compare with"
-        return PromotionDecision(True, reason=f"{none}; {metric} {candidate:.4f}{direction}{against}", **common)
+        beaten = "" if baseline is None else f" beats the baseline {baseline:.4f}"
+        return PromotionDecision(True, reason=f"{none}; {metric} {candidate:.4f}{beaten}{direction}", **common)
     who = f"{params.stage} version {production_version}"
     paired = None
     if candidate_items is not None and production_items is not None:

@@ -88,7 +88,7 @@ def sft_training(
     train, validation, test = load_instructions(data, fingerprints)
     base_model_dir = prepare_causal_lm(sft.model, train, quantize_4bit=sft.method.name == "qlora")
     model_dir, training_log, training_stats = train_sft_model(base_model_dir, train, validation, sft, data.template)
-    perplexity = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
+    perplexity, _ = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
     metrics, samples, per_example = evaluate_generations(model_dir, test, evaluation, template=data.template)
     mc_train = mc_test = mc_metrics = None
     if mc_data is not None:
@@ -115,11 +115,13 @@ def causal_lm_training(
     fingerprints = fingerprint_text_corpus(data)
     train, validation, test = load_text_corpus(data, fingerprints)
     base_model_dir = prepare_causal_lm(causal_lm.model, train, quantize_4bit=causal_lm.method.name == "qlora")
-    before = evaluate_perplexity(base_model_dir, test, evaluation, split="base_test", id="evaluate_base_perplexity")
+    before, _ = evaluate_perplexity(base_model_dir, test, evaluation, split="base_test",
+                                    id="evaluate_base_perplexity")
     model_dir, training_log, training_stats = train_causal_lm_model(base_model_dir, train, validation, causal_lm)
-    after = evaluate_perplexity(model_dir, test, evaluation)
+    after, per_window = evaluate_perplexity(model_dir, test, evaluation)
     decision = generation_gate(after, fingerprints, promotion, "test_perplexity", {"base_model": causal_lm.model},
-                               baseline_metric="base_test_perplexity", other_metrics=[before, training_stats])
+                               baseline_metric="base_test_perplexity", other_metrics=[before, training_stats],
+                               per_item=per_window)
     build_causal_lm_report(before, after, training_stats, training_log, promotion_decision=decision)
 
 
@@ -146,7 +148,8 @@ def method_comparison(
         name = method.name
         model_dir, _, stats = train_sft_model(base_model_dir, train, validation, comparison.sft_params(method),
                                               data.template, id=f"train_{name}")
-        perplexity = evaluate_perplexity(model_dir, test, evaluation, template=data.template, id=f"perplexity_{name}")
+        perplexity, _ = evaluate_perplexity(model_dir, test, evaluation, template=data.template,
+                                            id=f"perplexity_{name}")
         metrics, _, _ = evaluate_generations(model_dir, test, evaluation, template=data.template,
                                              id=f"generate_{name}")
         mc_metrics = None if mc_test is None else evaluate_multiple_choice(model_dir, mc_test, evaluation,

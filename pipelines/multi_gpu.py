@@ -89,7 +89,7 @@ def sft_training_multi_gpu(
     model_dir, training_log, training_stats = train_sft_model_multi_gpu(
         sft_inputs=stage_sft_inputs(base_model_dir, train, validation), sft_json=sft.model_dump_json(),
         template=data.template)
-    perplexity = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
+    perplexity, _ = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
     metrics, samples, per_example = evaluate_generations(model_dir, test, evaluation, template=data.template)
     mc_train = mc_test = mc_metrics = None
     if mc_data is not None:

@@ -18,10 +18,11 @@ and plain Python data, so the same functions run in a step, a test or a benchmar
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from finetune.data.arc import MultipleChoiceQuestion
@@ -121,11 +122,15 @@ class PerplexityResult:
         perplexity: ``exp(mean_nll)``.
         mean_nll: Total negative log-likelihood (nats) over ``num_tokens``.
         num_tokens: Predicted tokens (every token but the first of each sequence).
+        window_perplexity: Perplexity of each scored window, keyed by a hash of its token ids and number of
+            scored tokens: two models with the same tokenizer share the keys, so they can be compared window by
+            window (a paired test); different tokenizers share none.
     """
 
     perplexity: float
     mean_nll: float
     num_tokens: int
+    window_perplexity: dict[str, float] = field(default_factory=dict)
 
 
 def sliding_windows(length: int, block_size: int, stride: int) -> list[tuple[int, int, int]]:
@@ -202,9 +207,15 @@ def perplexity(
                 targets.append(n)
     if not windows:
         raise ValueError("nothing to score: every sequence is shorter than 2 tokens")
-    nll = -sum(sum(lp) for lp in token_logprobs(model, windows, batch_size, targets))
+    logprobs = token_logprobs(model, windows, batch_size, targets)
+    nll = -sum(sum(lp) for lp in logprobs)
     count = sum(targets)
-    return PerplexityResult(perplexity=math.exp(nll / count), mean_nll=nll / count, num_tokens=count)
+    per_window = {
+        hashlib.sha256(f"{n}:{','.join(map(str, window))}".encode()).hexdigest()[:16]: math.exp(-sum(lp) / n)
+        for window, n, lp in zip(windows, targets, logprobs, strict=True)
+    }
+    return PerplexityResult(perplexity=math.exp(nll / count), mean_nll=nll / count, num_tokens=count,
+                            window_perplexity=per_window)
 
 
 # ---------------------------------------------------------------------------------------------- generation

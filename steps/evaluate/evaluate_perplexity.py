@@ -18,10 +18,11 @@ def evaluate_perplexity(
     evaluation: GenerationEvalParams,
     template: str = "### Instruction:\n{prompt}\n\n### Response:\n",
     split: str = "test",
-) -> Annotated[dict[str, float], "perplexity_metrics"]:
+) -> tuple[Annotated[dict[str, float], "perplexity_metrics"], Annotated[dict[str, float], "per_item_perplexity"]]:
     """Token-weighted perplexity of held-out text (a ``text`` column, or rendered prompt + completion).
 
     Metrics: ``<split>_perplexity``, ``<split>_nll`` (mean nats per token), ``<split>_perplexity_tokens``.
+    ``per_item_perplexity``: each scored window's perplexity keyed by its tokens, for the promotion gate.
     """
     model, tokenizer = load_causal_lm(model_dir.path, device=resolve_device(evaluation.device))
     texts = evaluation_texts(eval_data, template, tokenizer)
@@ -34,4 +35,4 @@ def evaluate_perplexity(
         f"{split}_perplexity_tokens": float(result.num_tokens),
     }
     record(metrics)
-    return metrics
+    return metrics, result.window_perplexity

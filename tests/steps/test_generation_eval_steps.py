@@ -68,12 +68,14 @@ def test_perplexity_step_is_exact_on_a_uniform_model(model_dir, evaluation, tmp_
     model.save_pretrained(uniform)
     tokenizer.save_pretrained(uniform)
     texts = pd.DataFrame({"text": ["what is one plus two", "three plus four is seven"]})
-    metrics = evaluate_perplexity.entrypoint(ModelDirectory(uniform, "causal_lm"), texts, evaluation)
+    metrics, per_window = evaluate_perplexity.entrypoint(ModelDirectory(uniform, "causal_lm"), texts, evaluation)
     assert metrics["test_perplexity"] == pytest.approx(model.config.vocab_size, rel=1e-5)
     assert metrics["test_nll"] == pytest.approx(torch.log(torch.tensor(float(model.config.vocab_size))).item(),
                                                 rel=1e-5)
+    # Every window is uniform too: each one's perplexity is V.
+    assert per_window and all(v == pytest.approx(model.config.vocab_size, rel=1e-5) for v in per_window.values())
     # Rendered instruction examples are scored as prompt + completion.
-    rendered = evaluate_perplexity.entrypoint(ModelDirectory(uniform, "causal_lm"), _examples(3), evaluation,
+    rendered, _ = evaluate_perplexity.entrypoint(ModelDirectory(uniform, "causal_lm"), _examples(3), evaluation,
                                               TEMPLATE, split="validation")
     assert rendered["validation_perplexity"] == pytest.approx(model.config.vocab_size, rel=1e-5)
 
@@ -145,7 +147,7 @@ def test_evaluation_artifacts_round_trip_through_the_store(model_dir, tmp_path, 
         mc_train, mc_test = load_multiple_choice(mc_params, fingerprint_multiple_choice(mc_params))
         mc = evaluate_multiple_choice(model, mc_test, evaluation)
         metrics, samples, _ = evaluate_generations(model, test, evaluation, TEMPLATE)
-        ppl = evaluate_perplexity(model, test, evaluation, TEMPLATE)
+        ppl, _ = evaluate_perplexity(model, test, evaluation, TEMPLATE)
         few, few_samples = few_shot_baseline(model, train, test, evaluation, mc_train, mc_test, TEMPLATE)
         build_generation_report(metrics, samples, evaluation, ppl, mc, few, few_samples)
 
