@@ -285,8 +285,25 @@ were cache hits.
 **Targets**: ZenML ÷ compute ≤ {TARGET_RATIO:.2f} — **{"met" if met_ratio else "missed"}** (median
 {ratio_plain['median']:.3f} against plain, {ratio_in_step['median']:.3f} against in-step); cached re-run ≤
 {TARGET_CACHED_SECONDS:.0f} s — **{"met" if met_cached else "missed"}** (median {cached_s['median']:.2f} s).
-"""
+{"" if met_ratio else why_missed(median_run, plain)}"""
     return data, markdown
+
+
+def why_missed(run: dict, plain: dict) -> str:
+    """The reading of the breakdown when the ratio target is missed: a fixed cost per run, and the rest."""
+    outside = run["wall"] - run["compute"] + run["metadata_calls"]
+    extra = run["compute"] - run["metadata_calls"] - plain["median"]
+    return f"""
+**Why it is missed.** ZenML's work is a roughly fixed {outside:.1f} s per run here (everything in the breakdown
+but the step compute; ~{outside / len(run["compute_by_step"]):.1f} s per step, most of it SQLite records, artifact
+saving and the metadata/model-version calls), {100 * outside / run["compute"]:.0f} % of this shrunk pipeline's
+compute: on the full demo config (8x the training steps, 5x the pairs reranked, so at least 5x the compute) the
+same cost would be under {100 * outside / (5 * run["compute"]):.0f} %. Our materializers are not where the time goes
+(artifact saving, which includes copying the 87 MiB model directory, is {run["save_artifacts"]:.1f} s). In
+addition the step functions themselves took {extra:+.1f} s against the plain run's median; with the same
+functions and seeds, that gap is background load and ZenML's per-step log capture, which this bench does not
+separate.
+"""
 
 
 def main() -> int:
