@@ -750,8 +750,8 @@ class SftParams(Params):
     ``completion_only`` puts the loss on the response tokens only (prompt tokens are masked with -100);
     ``packing`` concatenates examples without padding (padding-free, position ids restart per example).
     ``group_by_length`` batches examples of similar length (little padding; see ``finetune.generation.throughput``);
-    ``padding_free`` flattens each batch into one row with position ids restarting per example (pays off with
-    FlashAttention on a GPU; on CPU the dense block-diagonal mask makes it slower than length grouping).
+    ``padding_free`` flattens each batch into one row with position ids restarting per example (meant for
+    FlashAttention on a GPU; with SDPA the mask is a dense block-diagonal matrix over the whole row).
     """
 
     model: CausalModelSpec
