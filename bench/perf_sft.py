@@ -274,13 +274,12 @@ def markdown(data: dict) -> str:
         f"({data['ratio_ours_over']['trl_defaults']['median']:.2f}×). Validation loss after the same epochs: ours "
         f"{ours_loss:.4f}, TRL defaults {trl_loss:.4f} ({ours_loss - trl_loss:+.4f}); both see the same pairs, ours "
         "in length-grouped batches.",
-        f"Under the background load the repetitions spread widely (TRL defaults "
-        f"{r['trl_defaults']['train_seconds']['min']:.0f}–{r['trl_defaults']['train_seconds']['max']:.0f} s, ours "
-        f"{r['ours']['train_seconds']['min']:.0f}–{r['ours']['train_seconds']['max']:.0f} s); best against best, ours "
+        f"Repetitions ranged over TRL defaults "
+        f"{r['trl_defaults']['train_seconds']['min']:.1f}–{r['trl_defaults']['train_seconds']['max']:.1f} s, ours "
+        f"{r['ours']['train_seconds']['min']:.1f}–{r['ours']['train_seconds']['max']:.1f} s; best against best, ours "
         f"is {data['ratio_ours_over']['trl_defaults']['best']:.2f}× TRL defaults. "
         f"The whole benchmark took {data['benchmark_wall_seconds']:.0f} s of wall time and "
-        f"{data['benchmark_cpu_seconds']:.0f} CPU-seconds (about {data['benchmark_cpu_seconds'] / 2:.0f} s on an "
-        "otherwise idle 2-core machine, where it has both cores to itself). "
+        f"{data['benchmark_cpu_seconds']:.0f} CPU-seconds. "
         f"{d['pairs_cut_at_max_length']} of the {d['train_pairs']} training pairs are longer than {s['max_length']} "
         "tokens and are cut on both sides.",
         "Liger kernels: " + ("installed but not used on CPU." if data["liger_kernel_installed"] else
