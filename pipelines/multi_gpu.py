@@ -23,23 +23,17 @@ from finetune.params import (
     SftParams,
 )
 from pipelines.generation import generation_gate
-from pipelines.ranking import ranking_gate
+from pipelines.ranking import cross_encoder_steps
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
 from steps.data.fingerprint_sources import fingerprint_sources
 from steps.data.load_instructions import load_instructions
-from steps.data.load_msmarco import load_msmarco
 from steps.data.load_multiple_choice import load_multiple_choice
-from steps.data.mine_hard_negatives import mine_hard_negatives
-from steps.data.retrieve_first_stage import retrieve_first_stage
 from steps.evaluate.build_generation_report import build_generation_report
-from steps.evaluate.build_ranking_report import build_ranking_report
 from steps.evaluate.evaluate_generations import evaluate_generations
 from steps.evaluate.evaluate_multiple_choice import evaluate_multiple_choice
 from steps.evaluate.evaluate_perplexity import evaluate_perplexity
-from steps.evaluate.evaluate_reranker import evaluate_reranker
 from steps.evaluate.few_shot_baseline import few_shot_baseline
-from steps.evaluate.rerank_candidates import rerank_candidates
 from steps.registry.hooks import discard_model_version_on_failure
 from steps.train.prepare_causal_lm import prepare_causal_lm
 from steps.train.stage_sft_inputs import stage_sft_inputs
@@ -58,17 +52,14 @@ def cross_encoder_training_multi_gpu(
     promotion: PromotionParams = PromotionParams(),
 ) -> None:
     """``cross_encoder_training`` with the cross-encoder trained data-parallel on all GPUs of one node."""
-    fingerprints = fingerprint_sources(data)
-    train_set, eval_set = load_msmarco(data, fingerprints)
-    train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
-    pairs = mine_hard_negatives(train_set, train_run, mining)
-    model_dir, training_log = train_cross_encoder_multi_gpu(train_pairs_file=stage_train_pairs(pairs),
-                                                            cross_encoder_json=cross_encoder.model_dump_json())
-    reranked, stats = rerank_candidates(model_dir, eval_set, eval_run, evaluation, cross_encoder.training.max_length)
-    metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation)
-    decision = ranking_gate(metrics, comparison, "cross_encoder", fingerprints, evaluation, retrieval, promotion,
-                            {"base_model": cross_encoder.model})
-    build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation)
+    cross_encoder_steps(fingerprint_sources(data), data, retrieval, mining, cross_encoder, evaluation, promotion,
+                        train=_train_cross_encoder_on_all_gpus)
+
+
+def _train_cross_encoder_on_all_gpus(pairs, cross_encoder: CrossEncoderParams):
+    """Stage the pairs as a file (accelerate passes inputs on a command line), then train on every GPU."""
+    return train_cross_encoder_multi_gpu(train_pairs_file=stage_train_pairs(pairs),
+                                         cross_encoder_json=cross_encoder.model_dump_json())
 
 
 @pipeline(on_failure=discard_model_version_on_failure)

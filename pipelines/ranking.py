@@ -57,12 +57,17 @@ def ranking_gate(metrics, comparison, candidate_run, fingerprints, evaluation: R
 
 
 def cross_encoder_steps(fingerprints, data: RankingDataParams, retrieval: RetrievalParams, mining: MiningParams,
-                        cross_encoder: CrossEncoderParams, evaluation: RankingEvalParams, promotion: PromotionParams):
-    """Everything in ``cross_encoder_training`` after the fingerprints (``retraining`` reuses it)."""
+                        cross_encoder: CrossEncoderParams, evaluation: RankingEvalParams, promotion: PromotionParams,
+                        train=train_cross_encoder):
+    """Everything in ``cross_encoder_training`` after the fingerprints (``retraining`` reuses it).
+
+    ``train(pairs, cross_encoder) -> (model_dir, training_log)`` is the training step; the multi-GPU variant
+    (pipelines/multi_gpu.py) passes its staged ``run_with_accelerate`` step instead.
+    """
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
-    model_dir, training_log = train_cross_encoder(pairs, cross_encoder)
+    model_dir, training_log = train(pairs, cross_encoder)
     reranked, stats = rerank_candidates(model_dir, eval_set, eval_run, evaluation, cross_encoder.training.max_length)
     metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation)
     decision = ranking_gate(metrics, comparison, "cross_encoder", fingerprints, evaluation, retrieval, promotion,
