@@ -2,6 +2,7 @@
 language-model distillation, DPO, RLHF (reward model + RL) and retrieval-augmented intent generation."""
 
 from zenml import Model, pipeline
+from zenml.enums import ExecutionMode
 
 from finetune.params import (
     CausalLmParams,
@@ -73,7 +74,7 @@ def generation_gate(metrics, fingerprints, promotion: PromotionParams, primary_m
     return decision
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def sft_training(
     data: InstructionDataParams,
     sft: SftParams,
@@ -103,7 +104,7 @@ def sft_training(
                             training_log, title=f"SFT ({sft.method.name})", promotion_decision=decision)
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def causal_lm_training(
     data: TextDataParams,
     causal_lm: CausalLmParams,
@@ -125,7 +126,7 @@ def causal_lm_training(
     build_causal_lm_report(before, after, training_stats, training_log, promotion_decision=decision)
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def method_comparison(
     data: InstructionDataParams,
     comparison: MethodComparisonParams,
@@ -161,7 +162,7 @@ def method_comparison(
     build_method_comparison_report(results, promotion_decision=decision)
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def lm_distillation(
     data: TextDataParams,
     distillation: LmDistillationParams,
@@ -192,7 +193,7 @@ def lm_distillation(
                               promotion_decision=decision)
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def rlhf_training(
     data: PreferenceDataParams,
     rlhf: RlhfParams,
@@ -216,7 +217,7 @@ def rlhf_training(
     build_rlhf_report(reward_model_metrics, before, after, reward_log, training_log, promotion_decision=decision)
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def rag_intent(data: RagDataParams, rag: RagParams, promotion: PromotionParams = PromotionParams()) -> None:
     """RAG intent generation: corpus + queries → top-k passages (BM25, or a dual encoder given as a spec or a
     registered version) → prompt with the query and its passages → intent from a causal LM fine-tuned on the train
@@ -243,7 +244,7 @@ def rag_intent(data: RagDataParams, rag: RagParams, promotion: PromotionParams =
     build_rag_report(metrics, samples, promotion_decision=decision)
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def dpo_alignment(
     data: PreferenceDataParams,
     dpo: DpoParams,

@@ -9,6 +9,7 @@ remote stack (configs/gpu/*_multi_gpu.yaml).
 """
 
 from zenml import pipeline
+from zenml.enums import ExecutionMode
 
 from finetune.params import (
     CrossEncoderParams,
@@ -42,7 +43,7 @@ from steps.train.train_cross_encoder_multi_gpu import train_cross_encoder_multi_
 from steps.train.train_sft_model_multi_gpu import train_sft_model_multi_gpu
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def cross_encoder_training_multi_gpu(
     data: RankingDataParams,
     retrieval: RetrievalParams = RetrievalParams(),
@@ -62,7 +63,7 @@ def _train_cross_encoder_on_all_gpus(pairs, cross_encoder: CrossEncoderParams):
                                          cross_encoder_json=cross_encoder.model_dump_json())
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def sft_training_multi_gpu(
     data: InstructionDataParams,
     sft: SftParams,

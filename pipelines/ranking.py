@@ -1,6 +1,7 @@
 """Ranking pipelines."""
 
 from zenml import Model, pipeline
+from zenml.enums import ExecutionMode
 
 from finetune.params import (
     CrossEncoderDistillationParams,
@@ -92,7 +93,7 @@ def dual_encoder_steps(fingerprints, data: RankingDataParams, retrieval: Retriev
                          title="Dual-encoder retrieval")
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def cross_encoder_training(
     data: RankingDataParams,
     retrieval: RetrievalParams = RetrievalParams(),
@@ -105,7 +106,7 @@ def cross_encoder_training(
     cross_encoder_steps(fingerprint_sources(data), data, retrieval, mining, cross_encoder, evaluation, promotion)
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def dual_encoder_training(
     data: RankingDataParams,
     retrieval: RetrievalParams = RetrievalParams(),
@@ -130,7 +131,7 @@ def teacher_model_dir(teacher: TeacherParams, train_pairs):
     return load_teacher_model(teacher, train_pairs)
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def cross_encoder_distillation(
     data: RankingDataParams,
     teacher: TeacherParams,
@@ -157,7 +158,7 @@ def cross_encoder_distillation(
                          title="Cross-encoder distillation")
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def dual_encoder_distillation(
     data: RankingDataParams,
     teacher: TeacherParams,
@@ -184,7 +185,7 @@ def dual_encoder_distillation(
                          title="Dual-encoder distillation")
 
 
-@pipeline(on_failure=discard_model_version_on_failure)
+@pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def ranking_curriculum(
     data: RankingDataParams,
     curriculum: CurriculumParams,

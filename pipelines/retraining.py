@@ -9,6 +9,7 @@ through the promotion gate.
 from typing import Literal
 
 from zenml import pipeline
+from zenml.enums import ExecutionMode
 from zenml.logger import get_logger
 
 from finetune.params import (
@@ -30,7 +31,7 @@ from steps.registry.model_versions import discard_version
 logger = get_logger(__name__)
 
 
-@pipeline(dynamic=True, on_failure=discard_model_version_on_failure)
+@pipeline(dynamic=True, on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def retraining(
     data: RankingDataParams,
     family: Literal["cross_encoder_training", "dual_encoder_training"] = "cross_encoder_training",

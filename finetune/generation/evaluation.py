@@ -227,6 +227,43 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
+def _virtual_tokens(model) -> int:
+    """Positions a prompt-learning adapter (prompt / P- / multitask prompt tuning) prepends to every input."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or not getattr(config, "is_prompt_learning", False) or _is_prefix_style(config):
+        return 0
+    return config.num_virtual_tokens
+
+
+def _is_prefix_style(config) -> bool:
+    return str(getattr(config, "peft_type", "")).endswith(("PREFIX_TUNING", "CARTRIDGE"))
+
+
+def _generate_new_tokens(model, input_ids, attention_mask, config):
+    """Greedy continuation ids of a left-padded batch (the prompt tokens removed).
+
+    Adapters that prepend virtual token embeddings (prompt tuning, P-tuning, multitask prompt tuning) generate
+    through the base model with the prompt embeddings written into ``inputs_embeds`` here: PEFT's own
+    ``generate`` re-injects the virtual tokens at every decoding step once the library renames its cache argument
+    (transformers 5.25 calls it ``cache``; PEFT 0.21 looks for ``past_key_values``), which turned greedy output
+    into repeated tokens and overran GPT-2's positions. Done here, it is the same computation as the adapter's
+    forward: virtual tokens first, then the (left-padded) prompt, positions counted from the attention mask.
+    """
+    import torch
+
+    if not _virtual_tokens(model):
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        return output[:, input_ids.shape[1] :]
+    base = model.get_base_model()
+    prompts = model.get_prompt(batch_size=input_ids.shape[0])
+    embeds = model.word_embeddings(input_ids)
+    inputs_embeds = torch.cat((prompts.to(embeds.dtype), embeds), dim=1)
+    prefix_mask = torch.ones(prompts.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
+    mask = torch.cat((prefix_mask, attention_mask), dim=1)
+    # Decoder-only models return only the new tokens when generation starts from embeddings.
+    return base.generate(inputs_embeds=inputs_embeds, attention_mask=mask, generation_config=config)
+
+
 def generate_responses(
     model,
     tokenizer,
@@ -283,12 +320,9 @@ def generate_responses(
                     return_tensors="pt",
                     padding=True,
                     truncation=limit is not None,
-                    max_length=None if limit is None else limit - max_new_tokens,
+                    max_length=None if limit is None else limit - max_new_tokens - _virtual_tokens(model),
                 ).to(device)
-                output = model.generate(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], generation_config=config
-                )
-                new = output[:, batch["input_ids"].shape[1] :]
+                new = _generate_new_tokens(model, batch["input_ids"], batch["attention_mask"], config)
                 decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
                 responses.extend(truncate_at_stop(text, stop) for text in decoded)
     finally:

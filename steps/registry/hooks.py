@@ -3,6 +3,12 @@
 ZenML creates the run's model version when the run starts; if any step then fails (a malformed file, say),
 this hook deletes that version, provided this run created it and it was never staged. Static pipelines call it
 in the failed step; dynamic ones (``retraining``) once for the run, outside any step.
+
+Every pipeline with this hook runs with ``execution_mode=ExecutionMode.FAIL_FAST``. ZenML's default
+(``CONTINUE_ON_FAILURE``) goes on running the other branches after a step failed, and those steps then link
+their artifacts to the version this hook has just deleted: the user saw ``sqlite3.IntegrityError: FOREIGN KEY
+constraint failed`` from every sibling instead of the one real error. Fail-fast stops the run at the first
+failure and re-raises that step's own exception.
 """
 
 from zenml.client import Client

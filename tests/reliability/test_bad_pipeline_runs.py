@@ -33,14 +33,19 @@ def _fail(client, tmp_path, module: str, pipeline: str, parameters: dict, step: 
     path = tmp_path / f"{pipeline}.yaml"
     path.write_text(yaml.safe_dump({"model": {"name": model_name}, "parameters": parameters}))
     assert validate_config(path) == []  # the config itself is valid: the problem only shows while running
-    with pytest.raises(RuntimeError, match=step):
+    # Fail-fast: the run stops at the failing step and raises that step's own exception, not ZenML's summary.
+    with pytest.raises(Exception) as raised:
         getattr(importlib.import_module(module), pipeline).with_options(config_path=str(path))()
     failed = client.list_pipeline_runs(sort_by="desc:created", size=1).items[0]
     assert failed.name.startswith(pipeline) and str(failed.status) == "failed"
     assert str(failed.steps[step].status) == "failed"
+    # The only failed step is the real one: no sibling branch ran on and failed against the deleted version.
+    assert [name for name, s in failed.steps.items() if str(s.status) == "failed"] == [step]
     assert not failed.steps[step].outputs  # no half-written artifact from the failing step
     assert client.list_model_versions(model_name, size=10).items == []
-    return failed.steps[step].exception_info.traceback.strip().splitlines()[-1]
+    last = failed.steps[step].exception_info.traceback.strip().splitlines()[-1]
+    assert last.endswith(str(raised.value))
+    return last
 
 
 def test_qrels_naming_an_unknown_passage_fail_in_the_loader(tmp_path, zenml_client):
@@ -66,6 +71,7 @@ def test_lora_target_modules_missing_from_the_model_fail_in_training(tmp_path, z
                  "test_fraction": 0.1},
         "sft": {"model": TINY_GPT2, "method": {"name": "lora", "target_modules": ["q_proj", "v_proj"]},
                 "training": TRAINING},
+        "evaluation": {"max_new_tokens": 8},  # the untuned baseline is evaluated first: fit its 64 positions
     }, "train_sft_model")
     assert last.startswith("ValueError: method.target_modules: ['q_proj', 'v_proj'] match no module of "
                            "GPT2LMHeadModel (its leaf modules: [")
@@ -79,3 +85,20 @@ def test_teacher_and_student_with_different_vocabularies_fail_before_distilling(
     }, "distill_causal_lm_model")
     assert last.startswith("ValueError: teacher ") and " have different vocabulary sizes (" in last
     assert last.endswith("distillation needs one shared tokenizer")
+
+
+def test_a_failing_branch_reports_its_own_error_and_no_sibling_fails(tmp_path, zenml_client):
+    """method_comparison fans out one branch per method. A LoRA branch whose target modules the model lacks fails;
+    the user sees that ValueError, and no other branch fails afterwards with ``FOREIGN KEY constraint failed``
+    (what ZenML's continue-on-failure default did once the failure hook had deleted the run's model version)."""
+    from finetune.data.demo_text import write_demo_instructions
+
+    data_file = write_demo_instructions(tmp_path / "data", "alpaca", num_examples=40, seed=2)
+    last = _fail(zenml_client, tmp_path, "pipelines.generation", "method_comparison", {
+        "data": {"source": {"kind": "file", "path": str(data_file)}, "validation_fraction": 0.1,
+                 "test_fraction": 0.1},
+        "comparison": {"model": TINY_GPT2, "training": TRAINING,
+                       "methods": [{"name": "full"}, {"name": "lora", "target_modules": ["q_proj"]},
+                                   {"name": "prompt_tuning", "num_virtual_tokens": 4}]},
+    }, "train_lora")
+    assert last.startswith("ValueError: method.target_modules: ['q_proj'] match no module of GPT2LMHeadModel")

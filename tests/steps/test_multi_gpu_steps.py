@@ -64,6 +64,9 @@ def test_launch_defaults_give_one_process_per_visible_gpu(monkeypatch, tmp_path)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    # accelerate >= 1.16 finds the device type through torch.accelerator before asking torch.cuda for the count.
+    if hasattr(torch, "accelerator"):
+        monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *a, **k: torch.device("cuda"))
     # Ignore any `accelerate config` file of this host: only the defaults count.
     monkeypatch.setattr(launch, "default_config_file", str(tmp_path / "no_accelerate_config.yaml"))
     args = launch.launch_command_parser().parse_args(["script.py"])
