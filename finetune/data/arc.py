@@ -103,10 +103,17 @@ def load_arc_jsonl(path: str | Path, limit: int | None = None) -> list[MultipleC
     """
     path = Path(path)
     questions: list[MultipleChoiceQuestion] = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    # Binary lines end at b"\n" only: text mode would also end one at a lone "\r" (JSON whitespace) and raise a
+    # bare UnicodeDecodeError on bad bytes.
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
             if limit is not None and len(questions) >= limit:
                 break
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                where = f"byte 0x{raw[error.start]:02x} at offset {error.start} of the line"
+                raise DataFormatError(f"{path}:{number}: not valid UTF-8 ({where})") from None
             if not line.strip():
                 continue
             try:
@@ -160,7 +167,7 @@ def write_demo_arc(output_dir: str | Path, num_questions: int = 60, seed: int = 
     paths = out / "train.jsonl", out / "test.jsonl"
     half = num_questions // 2
     for path, part in zip(paths, (questions[:half], questions[half:]), strict=True):
-        path.write_text("".join(json.dumps(q) + "\n" for q in part), encoding="utf-8")
+        path.write_text("".join(json.dumps(q) + "\n" for q in part), encoding="utf-8", newline="\n")
     return paths
 
 

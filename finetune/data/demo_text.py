@@ -96,7 +96,7 @@ def write_demo_instructions(output_dir: str | Path, layout: str = "prompt_respon
             raise ValueError(f"unknown demo layout '{layout}'")
         lines.append(json.dumps(record, ensure_ascii=False))
     path = out / f"instructions.{layout}.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
     return path
 
 
@@ -123,6 +123,6 @@ def write_demo_corpus(output_dir: str | Path, num_documents: int = 60, seed: int
     path = Path(output_dir)
     path.mkdir(parents=True, exist_ok=True)
     corpus = path / "corpus.txt"
-    corpus.write_text(" \n" + "\n".join(blocks), encoding="utf-8")
+    corpus.write_text(" \n" + "\n".join(blocks), encoding="utf-8", newline="\n")
     return corpus
 

@@ -115,16 +115,20 @@ def read_instruction_file(path: str | Path) -> pd.DataFrame:
         DataFormatError: ``<path>:<line>: ...`` for the first malformed record, or an empty file.
     """
     path = Path(path)
+    # Bytes decoded as a whole, not text mode, whose newline translation would end a line at a lone "\r".
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise DataFormatError(f"{path}:{line}: not valid UTF-8") from None
     if path.suffix == ".json":
         records = list(_json_array_records(path, text))
     else:
         records = []
-        for lineno, raw in enumerate(text.splitlines(), start=1):
+        # JSON Lines ends records at "\n" only (a "\r" before it is JSON whitespace); str.splitlines would also
+        # split inside strings at U+0085, U+2028 or U+2029, which JSON allows unescaped.
+        for lineno, raw in enumerate(text.split("\n"), start=1):
             if not raw.strip():
                 continue
             try:

@@ -111,7 +111,7 @@ def write_demo_preferences(output_dir: str | Path, num_pairs: int = 400, seed: i
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "preferences.jsonl"
-    with path.open("w", encoding="utf-8") as handle:
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
         for _ in range(num_pairs):
             place, other = rng.sample(world, 2)
             kind = rng.randrange(3)

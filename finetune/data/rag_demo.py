@@ -42,11 +42,18 @@ def intent_of(query: str) -> str:
 
 
 def write_intents(intents: dict[str, str], path: str | Path) -> None:
-    """Write ``qid<TAB>intent`` lines (the intents file of ``RagFiles``)."""
+    """Write ``qid<TAB>intent`` lines (the intents file of ``RagFiles``), UTF-8 with ``\\n`` line ends.
+
+    Raises:
+        ValueError: A record ``read_intents`` could not read back unchanged: a tab, ``\\n`` or ``\\r`` in the qid
+            or intent, or an intent that is empty or starts or ends with whitespace (the reader strips it).
+    """
     for qid, intent in intents.items():
-        if "\t" in intent or "\n" in intent or "\t" in qid:
-            raise ValueError(f"query {qid}: intents may not contain tabs or newlines")
-    Path(path).write_text("".join(f"{qid}\t{intent}\n" for qid, intent in intents.items()), encoding="utf-8")
+        if any(c in qid + intent for c in "\t\n\r") or not intent.strip() or intent != intent.strip():
+            raise ValueError(f"query {qid!r}: intent {intent[:40]!r} is empty, has surrounding whitespace or "
+                             "contains a tab or line break")
+    text = "".join(f"{qid}\t{intent}\n" for qid, intent in intents.items())
+    Path(path).write_bytes(text.encode("utf-8"))
 
 
 def write_demo_rag(out_dir: str | Path, num_queries: int = 120, passages_per_query: int = 6,

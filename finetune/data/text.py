@@ -48,7 +48,7 @@ def split_documents(lines: Iterable[str], documents: str) -> list[str]:
 
 
 def read_text_lines(path: str | Path) -> list[str]:
-    """The lines of a UTF-8 text file.
+    """The lines of a UTF-8 text file, as :func:`text_lines` splits them.
 
     Raises:
         DataFormatError: ``<path>:<line>: not valid UTF-8`` or ``<path>:1: no text``.
@@ -62,7 +62,22 @@ def read_text_lines(path: str | Path) -> list[str]:
         raise DataFormatError(f"{path}:{line}: not valid UTF-8") from None
     if not text.strip():
         raise DataFormatError(f"{path}:1: no text")
-    return text.splitlines()
+    return text_lines(text)
+
+
+def text_lines(text: str) -> list[str]:
+    """Split text into lines at ``\\n`` (one ``\\r`` before it goes with it, so CRLF files read like LF files).
+
+    Unlike ``str.splitlines``, U+0085, U+2028, U+2029, form feeds and the other characters Unicode counts as line
+    boundaries stay inside their line, and so does a ``\\r`` not followed by ``\\n``. A final line end does not
+    start another line.
+    """
+    lines = text.split("\n")
+    last = lines.pop()  # the text after the last "\n": no line end of its own, so a "\r" there is text
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if last or not lines:
+        lines.append(last)
+    return lines
 
 
 def text_files(params: TextDataParams) -> list[Path]:
@@ -94,7 +109,7 @@ def load_documents(params: TextDataParams) -> list[str]:
         rows = load_dataset(source.dataset, source.config, split=source.split, revision=source.revision)
         if source.text_field not in rows.column_names:
             raise ValueError(f"{source.dataset}: no column '{source.text_field}' (columns: {rows.column_names})")
-        lines = (line for row in rows[source.text_field] for line in str(row).splitlines() or [""])
+        lines = (line for row in rows[source.text_field] for line in text_lines(str(row)))
         return split_documents(lines, source.documents)
     documents = source.documents if isinstance(source, TextFiles) else "wikitext"
     return [doc for path in text_files(params) for doc in split_documents(read_text_lines(path), documents)]

@@ -31,13 +31,22 @@ QUERY_COLUMNS = ["qid", "query", "intent", "supporting"]
 
 
 def read_intents(path: str | Path) -> dict[str, str]:
-    """``qid<TAB>intent`` lines → ``{qid: intent}``.
+    """``qid<TAB>intent`` lines → ``{qid: intent}``, the intent stripped of surrounding whitespace.
+
+    Lines end at ``\n`` only (a ``\r`` before it goes with the stripping): ``str.splitlines`` would also end them
+    at characters such as U+0085 or U+2028 inside an intent.
 
     Raises:
-        DataFormatError: ``<path>:<line>: ...`` for a line without exactly one tab, an empty intent or a repeated qid.
+        DataFormatError: ``<path>: not UTF-8 text (byte 0x.. at offset N)``, or ``<path>:<line>: ...`` for a line
+            without exactly one tab, an empty intent or a repeated qid.
     """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})") from None
     intents: dict[str, str] = {}
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         parts = line.split("\t")
