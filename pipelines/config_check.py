@@ -127,9 +127,16 @@ def _settings_problems(config: dict) -> list[str]:
     return problems
 
 
-def validate_config(path: str | Path) -> list[str]:
-    """Return the problems of one run config (empty when valid)."""
+def validate_config(path: str | Path, pipeline_name: str | None = None) -> list[str]:
+    """Return the problems of one run config (empty when valid).
+
+    Args:
+        path: The run config (YAML).
+        pipeline_name: The pipeline it is for; by default the one its file stem names.
+    """
     path = Path(path)
+    if path.is_dir() or not path.exists():
+        return [f"{path}: {'is a directory' if path.is_dir() else 'no such file'}, not a run config"]
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -137,8 +144,11 @@ def validate_config(path: str | Path) -> list[str]:
         return [f"{path}:{mark.line + 1 if mark else '?'}: invalid YAML ({getattr(exc, 'problem', exc)})"]
     if not isinstance(config, dict):
         return [f"{path}: top level must be a mapping"]
-    problems = [f"{path}: {key}: unknown run-config key" for key in config
-                if key not in PipelineRunConfiguration.model_fields]
+    pipe = pipelines_by_name().get(pipeline_name) if pipeline_name else pipeline_for(path, pipelines_by_name())
+    parameters = set(inspect.signature(pipe.entrypoint).parameters) if pipe is not None else set()
+    problems = [f"{path}: {key}: unknown run-config key"
+                + (f" (a parameter of {pipe.name}: indent it under parameters:)" if key in parameters else "")
+                for key in config if key not in PipelineRunConfiguration.model_fields]
     problems += [f"{path}: {line}" for line in _schedule_problems(path, config) + _settings_problems(config)]
     if config.get("enable_cache") is True:
         # ZenML applies a run-level value to every step, which would cache fingerprint_sources (stale data)
@@ -148,7 +158,6 @@ def validate_config(path: str | Path) -> list[str]:
         PipelineRunConfiguration.model_validate(config)
     except ValidationError as exc:
         problems += [f"{path}: {line}" for line in _format(exc, "")]
-    pipe = pipeline_for(path, pipelines_by_name())
     if pipe is None:
         return problems + [f"{path}: no pipeline named like this file (known: {sorted(pipelines_by_name())})"]
     signature = inspect.signature(pipe.entrypoint)
@@ -170,6 +179,40 @@ def validate_config(path: str | Path) -> list[str]:
     problems += [f"{path}: steps.{name}: no such step in {pipe.name} (steps: {sorted(pipe.invocations)})"
                  for name in (config.get("steps") or {}) if name not in pipe.invocations]
     return problems
+
+
+def cli_run(argv: list[str]) -> tuple[str, str] | None:
+    """``(pipeline name, config path)`` when ``argv`` is ``zenml pipeline run <module>.<pipeline> -c <file>``."""
+    if not argv or Path(argv[0]).name != "zenml" or argv[1:3] != ["pipeline", "run"]:
+        return None
+    source, config, args = None, None, argv[3:]
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            config = args[i + 1]
+        elif arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+        elif arg.startswith("-c") and len(arg) > 2:
+            config = arg[2:]
+        elif not arg.startswith("-") and source is None and (i == 0 or args[i - 1] not in ("-c", "--config")):
+            source = arg
+    return (source.rsplit(".", 1)[-1], config) if source and config else None
+
+
+def check_cli_run(argv: list[str]) -> None:
+    """Validate the run config of a ``zenml pipeline run ... -c <file>`` command before ZenML reads it.
+
+    ZenML ignores a section at the wrong indentation (``cross_encoder:`` beside ``parameters:``) and reports a
+    misspelled nested key as "Invalid or missing pipeline function entrypoint arguments"; the documented command
+    imports this package first, so the whole file is checked here and each problem printed as one line, and the
+    process exits with status 2 before anything runs or is registered.
+    """
+    found = cli_run(argv)
+    if found is None:
+        return
+    problems = validate_config(found[1], pipeline_name=found[0])
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        raise SystemExit(2)
 
 
 def run_configs(root: str | Path = "configs") -> list[Path]:
