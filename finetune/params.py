@@ -49,6 +49,35 @@ def _revision(value: str) -> str:
     return value
 
 
+def check_template(name: str, template: str, placeholders: tuple[str, ...]) -> None:
+    """Refuse a ``str.format`` template that lacks a placeholder or would fail when rendered.
+
+    Literal braces must be doubled (``{{`` / ``}}``); otherwise ``template.format(...)`` raises a bare ``KeyError``
+    or ``ValueError`` deep inside training or evaluation, long after the config was accepted.
+    """
+    for key in placeholders:
+        if "{" + key + "}" not in template:
+            raise ValueError(f"{name}: needs a '{{{key}}}' placeholder")
+    try:
+        template.format(**{key: "" for key in placeholders})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"{name}: {template!r} is not a valid format string ({type(exc).__name__}: {exc}); "
+                         f"write literal braces as '{{{{' and '}}}}', placeholders: "
+                         f"{', '.join('{' + k + '}' for k in placeholders)}") from None
+
+
+# Metric families ranx computes (``ndcg@10``, ``mrr@10-l2``, ``rbp.95``); finetune.ranking.metrics uses the same set.
+RANX_METRICS = frozenset(
+    {"hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map", "bpref", "rbp"}
+    | {"dcg", "dcg_burges", "ndcg", "ndcg_burges"}
+)
+
+
+def metric_family(metric: str) -> str:
+    """``ndcg@10`` -> ``ndcg``, ``mrr@10-l2`` -> ``mrr``, ``rbp.95`` -> ``rbp`` (``r-precision`` keeps its dash)."""
+    return re.split(r"[@.]", metric.split("-l")[0])[0]
+
+
 WriteDir = Annotated[Path, AfterValidator(_no_parent_segments)]
 HubId = Annotated[str, AfterValidator(_hub_id)]
 Revision = Annotated[str, AfterValidator(_revision)]
@@ -292,7 +321,7 @@ class TrainingParams(Params):
     """Optimisation settings shared by the trainers (mapped by ``to_training_arguments`` functions)."""
 
     epochs: float = Field(1.0, gt=0.0)
-    max_steps: int = Field(-1, ge=-1)
+    max_steps: int = Field(-1, ge=-1)  # -1: train for `epochs`; 0 is refused (transformers reads it as "not set")
     per_device_batch_size: int = Field(16, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     learning_rate: float = Field(2e-5, gt=0.0)
@@ -305,6 +334,13 @@ class TrainingParams(Params):
     device: DeviceName = "auto"
     precision: PrecisionName = "auto"
     checkpoints: CheckpointParams = Field(default_factory=CheckpointParams)
+
+    @model_validator(mode="after")
+    def _max_steps_not_zero(self) -> TrainingParams:
+        if self.max_steps == 0:
+            raise ValueError("max_steps: 0 would silently mean 'not set' (train for `epochs`); give a positive "
+                             "number of updates, or -1 / leave it out to train for `epochs`")
+        return self
 
 
 class CrossEncoderParams(Params):
@@ -342,6 +378,10 @@ class RankingEvalParams(Params):
 
     @model_validator(mode="after")
     def _primary_is_computed(self) -> RankingEvalParams:
+        unknown = [m for m in self.metrics if metric_family(m) not in RANX_METRICS]
+        if unknown:
+            raise ValueError(f"metrics: unknown {unknown}; use ranx names such as 'ndcg@10', 'mrr@10', 'map@100', "
+                             f"'recall@100', 'precision@10' (families: {sorted(RANX_METRICS)})")
         if self.primary_metric not in self.metrics:
             raise ValueError(f"primary_metric '{self.primary_metric}' is not among metrics {list(self.metrics)}")
         return self
@@ -538,6 +578,8 @@ class InstructionDataParams(Params):
     def _template_has_prompt(self) -> InstructionDataParams:
         if self.template != "chat" and "{prompt}" not in self.template:
             raise ValueError("template: needs a '{prompt}' placeholder, or 'chat' for the tokenizer's chat template")
+        if self.template != "chat":
+            check_template("template", self.template, ("prompt",))
         return self
 
 
@@ -871,8 +913,7 @@ class GenerationEvalParams(Params):
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationEvalParams:
-        if "{stem}" not in self.mc_prompt_template:
-            raise ValueError("mc_prompt_template: needs a '{stem}' placeholder for the question")
+        check_template("mc_prompt_template", self.mc_prompt_template, ("stem",))
         block, stride = self.perplexity_block_size, self.perplexity_stride
         if block and stride and stride > block:
             raise ValueError(
@@ -1008,8 +1049,7 @@ class LocalGenerator(Params):
 
     @model_validator(mode="after")
     def _template_has_prompt(self) -> LocalGenerator:
-        if "{prompt}" not in self.template:
-            raise ValueError("generator.template: needs a '{prompt}' placeholder (the query with its passages)")
+        check_template("generator.template", self.template, ("prompt",))
         return self
 
 
@@ -1046,9 +1086,7 @@ class RagParams(Params):
 
     @model_validator(mode="after")
     def _template(self) -> RagParams:
-        for key in ("{query}", "{passages}"):
-            if key not in self.prompt_template:
-                raise ValueError(f"prompt_template: needs a '{key}' placeholder")
+        check_template("prompt_template", self.prompt_template, ("query", "passages"))
         return self
 
 

@@ -50,8 +50,8 @@ def pipeline_for(path: Path, pipelines: dict):
 
 
 def _format(error: ValidationError, prefix: str) -> list[str]:
-    # Only the key path is folded (an empty prefix leaves a doubled dot); a message may quote a value with "..".
-    return [f"{prefix}.{'.'.join(str(x) for x in e['loc'])}".replace("..", ".") + f": {e['msg']}"
+    # Empty parts (no prefix; a model-level validator's empty location) are left out, never doubled dots.
+    return [".".join(part for part in (prefix, *(str(x) for x in e["loc"])) if part) + f": {e['msg']}"
             for e in error.errors()]
 
 

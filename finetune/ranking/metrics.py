@@ -16,7 +16,6 @@ Conventions, chosen to match trec_eval on TREC DL / MS MARCO:
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 
@@ -26,22 +25,15 @@ import scipy.stats
 from numba.core.errors import NumbaTypeSafetyWarning
 
 from finetune.data.types import Qrels, Run
+from finetune.params import RANX_METRICS
+from finetune.params import metric_family as _base_name
 
-_RANX_METRICS = frozenset(
-    {"hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map", "bpref", "rbp"}
-    | {"dcg", "dcg_burges", "ndcg", "ndcg_burges"}
-)
 _GRADED_METRICS = frozenset({"dcg", "dcg_burges", "ndcg", "ndcg_burges"})
 STAT_TESTS = ("student", "fisher")
 
 
-def _base_name(metric: str) -> str:
-    # "ndcg@10" -> "ndcg", "mrr@10-l2" -> "mrr", "rbp.95" -> "rbp"; "r-precision" has a dash but no "-l".
-    return re.split(r"[@.]", metric.split("-l")[0])[0]
-
-
 def _ranx_name(metric: str, relevance_level: int) -> str:
-    if _base_name(metric) not in _RANX_METRICS:
+    if _base_name(metric) not in RANX_METRICS:
         raise ValueError(f"unknown metric {metric!r}; use a ranx name such as 'ndcg@10', 'mrr@10', 'map@100'")
     if "-l" in metric or _base_name(metric) in _GRADED_METRICS:
         return metric

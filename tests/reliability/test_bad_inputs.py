@@ -159,6 +159,15 @@ CONFIG_CASES = [
     ("unknown_top_level_key", "dual_encoder_training", "paramters", {}, "paramters", "unknown run-config key"),
     ("wrong_type_eval_batch", "sft_training", "parameters.evaluation.batch_size", "sixteen",
      "parameters.evaluation.batch_size", "valid integer"),
+    # Checks that need only the params run before anything trains (they used to fail after training, or never).
+    ("unknown_metric", "cross_encoder_training", "parameters.evaluation.metrics", ["ndcg@10", "prec@10"],
+     "parameters.evaluation", "metrics: unknown ['prec@10']; use ranx names such as 'ndcg@10'"),
+    ("template_with_literal_braces", "sft_training", "parameters.data.template", "{\"q\": {prompt}}\nA:",
+     "parameters.data", "is not a valid format string (KeyError: '\"q\"'); write literal braces as '{{' and '}}'"),
+    ("rag_template_with_a_stray_brace", "rag_intent", "parameters.rag.prompt_template",
+     "P: {passages} Q: {query} }", "parameters.rag", "is not a valid format string (ValueError: Single '}'"),
+    ("max_steps_zero", "sft_training", "parameters.sft.training.max_steps", 0, "parameters.sft.training",
+     "max_steps: 0 would silently mean 'not set'"),
 ]
 
 
