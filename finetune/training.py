@@ -10,6 +10,10 @@ Checkpoints go to ``<root>/<trainer>/<key>``: the key hashes the training parame
 the same command started again after a kill (SIGKILL, a lost node, an out-of-memory kill) finds the folder and
 ``trainer.train(resume_from_checkpoint=...)`` continues from the last checkpoint with the saved optimizer, scheduler,
 RNG and data position, instead of starting over. ZenML's run id never enters the key: a re-run is a new run.
+
+Every ``trainer.train()`` here runs under a ``DivergenceGuard`` (``run_trainer``): the first update whose loss or
+gradient norm is NaN/inf stops training with a one-line ``FloatingPointError`` instead of training on, and saving,
+NaN weights; the save itself refuses non-finite weights (``finetune.models.directory.save_model_directory``).
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from finetune.device import Placement
+from finetune.models.directory import save_model_directory
 
 logger = logging.getLogger(__name__)
 
@@ -271,26 +279,112 @@ class TrainRun:
     history: list[dict] = field(default_factory=list)
 
 
-def run_trainer(trainer, plan: CheckpointPlan | None = None) -> TrainRun:
+class DivergenceGuard:
+    """Stands in for a trainer's ``training_step`` and stops training at the first non-finite update.
+
+    Every trainer here (transformers ``Trainer``, TRL's SFT/DPO/reward/RLOO/GRPO, sentence-transformers' cross- and
+    bi-encoder trainers, the curriculum mixin) runs each micro-batch through ``self.training_step``, which returns
+    the micro-batch's loss after its backward pass. The guard keeps those losses as tensors, and on the micro-batch
+    that completes an update (``accelerator.sync_gradients``: gradients accumulated and, under DDP, all-reduced;
+    not yet clipped or applied) reads the update's loss and total gradient norm in one host sync. The Trainer
+    already syncs on every micro-batch (its ``logging_nan_inf_filter`` check), so the cost is the norm, one read of
+    the gradients as ``clip_grad_norm_`` does right after: measured 0.15 ms an update for a 0.1M-parameter GPT-2 on
+    one CPU thread (under 1% of its ~20 ms step) and 0.9 ms for GPT-2 124M on an H200 (~2% of a 4096-token bf16
+    step of ~40 ms, within the step times' noise).
+
+    The logged loss cannot be used: the Trainer logs only every ``logging_steps`` and replaces a NaN loss by the
+    running mean (a diverged cross-encoder logs ``loss 0.0, grad_norm nan``).
+
+    Under fp16 a ``GradScaler`` multiplies the loss by up to 2^16 before backward; inf/NaN gradients then only mean
+    the scale was too high, and the scaler skips that optimizer step and halves the scale. That is routine, so with a
+    scaler only the loss (which ``training_step`` returns unscaled) is checked. bf16 and fp32 have no scaler: an
+    inf/NaN gradient there would be applied to the weights.
+    """
+
+    def __init__(self, trainer, name: str):
+        self.trainer, self.name = trainer, name
+        self.training_step = trainer.training_step
+        self.losses: list = []
+
+    def __call__(self, *args, **kwargs):
+        loss = self.training_step(*args, **kwargs)
+        self.losses.append(loss.detach())
+        if self.trainer.accelerator.sync_gradients:
+            self.check()
+        return loss
+
+    def check(self) -> None:
+        """Check the update just accumulated (raising before the optimizer applies it).
+
+        Raises:
+            FloatingPointError: One line naming the trainer, the update, the loss, the gradient norm and the remedy.
+        """
+        import torch
+
+        trainer = self.trainer
+        loss = torch.stack(self.losses).sum().float()  # micro-batch losses are already divided by accumulation steps
+        self.losses.clear()
+        scaled = trainer.accelerator.scaler is not None
+        grads = [] if scaled else [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads).float().to(loss.device) if grads else torch.zeros_like(loss)
+        loss_value, norm_value = torch.stack([loss, norm]).tolist()
+        if math.isfinite(loss_value) and math.isfinite(norm_value):
+            return
+        args, state = trainer.args, trainer.state
+        grad = "not checked under fp16 loss scaling" if scaled else f"{norm_value:.4g}"
+        remedy = f"lower learning_rate ({float(args.learning_rate)})"
+        if args.bf16 or args.fp16:
+            remedy += " or use precision: fp32"
+        raise FloatingPointError(f"{self.name}: training diverged at update {state.global_step + 1} of "
+                                 f"{state.max_steps}: loss is {loss_value:.4g} (grad norm {grad}); {remedy}")
+
+
+@contextmanager
+def divergence_guard(trainer, name: str) -> Iterator[DivergenceGuard]:
+    """Run ``trainer`` under a ``DivergenceGuard`` for the block; its own ``training_step`` is restored after."""
+    own = vars(trainer).get("training_step")  # None: the class's method, which deleting the attribute brings back
+    guard = DivergenceGuard(trainer, name)
+    trainer.training_step = guard
+    try:
+        yield guard
+    finally:
+        if own is None:
+            del trainer.training_step
+        else:
+            trainer.training_step = own
+
+
+def run_trainer(trainer, plan: CheckpointPlan | None = None, name: str | None = None) -> TrainRun:
     """``trainer.train()``, resumed from ``plan``'s last checkpoint when a killed attempt left one.
 
     The Trainer restores weights, optimizer, scheduler, RNG states and the step, and skips the batches already
     trained, so the resumed run continues the same sequence of updates (on CPU the result equals an uninterrupted
-    run's bit for bit: tests/reliability/test_resume.py).
+    run's bit for bit: tests/reliability/test_resume.py). Training runs under a ``DivergenceGuard``.
+
+    Args:
+        trainer: A transformers ``Trainer`` (or subclass), ready to train.
+        plan: Where the run checkpoints; None: no checkpoints.
+        name: What is trained, for the divergence error (``train_cross_encoder``); default: the trainer's class.
+
+    Raises:
+        FloatingPointError: The loss or the gradient norm of an update is NaN or infinite.
     """
     found = plan.last_checkpoint() if plan is not None else None
     if found is not None:
         logger.warning("resuming training from %s (step %d)", *found)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=None if found is None else str(found[0]))
+    with divergence_guard(trainer, name or type(trainer).__name__):
+        trainer.train(resume_from_checkpoint=None if found is None else str(found[0]))
     return TrainRun(time.perf_counter() - start, 0 if found is None else found[1],
                     loss_history(trainer.state.log_history))
 
 
-def train_and_save(trainer, model, model_dir: str | Path, plan: CheckpointPlan | None = None) -> TrainRun:
-    """Run the trainer (resuming per ``plan``), save ``model`` to ``model_dir``, then drop the plan's checkpoints."""
-    run = run_trainer(trainer, plan)
-    model.save_pretrained(str(model_dir))
+def train_and_save(trainer, model, model_dir: str | Path, plan: CheckpointPlan | None = None,
+                   name: str | None = None) -> TrainRun:
+    """Run the trainer (resuming per ``plan``, named ``name`` in a divergence error), save ``model`` to
+    ``model_dir`` (whole or not at all: ``save_model_directory``), then drop the plan's checkpoints."""
+    run = run_trainer(trainer, plan, name)
+    save_model_directory(model, model_dir, lambda path: model.save_pretrained(str(path)))
     if plan is not None:
         plan.finish()
     return run

@@ -12,6 +12,7 @@ from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
 from finetune.models.directory import ModelDirectory
+from finetune.models.sources import check_safetensors
 
 META = "model_directory.json"
 
@@ -43,6 +44,7 @@ class ModelDirectoryMaterializer(BaseMaterializer):
                     rel = os.path.relpath(os.path.join(root, name), source)
                     os.makedirs(os.path.dirname(os.path.join(local, rel)), exist_ok=True)
                     fileio.copy(os.path.join(root, name), os.path.join(local, rel), overwrite=True)
+            check_safetensors(local)  # a damaged artifact is named by its file, not by a loader's bare error
             return ModelDirectory(path=Path(local), **meta)
 
     def extract_metadata(self, data: ModelDirectory) -> dict[str, Any]:

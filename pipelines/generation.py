@@ -23,6 +23,7 @@ from finetune.params import (
     TextDataParams,
 )
 from finetune.registry import parent_specs
+from pipelines.ranking import role_fingerprints
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
 from steps.data.fingerprint_preferences import fingerprint_preferences
@@ -87,7 +88,8 @@ def sft_training(
     multiple choice and a few-shot baseline of the untrained model → promotion gate → HTML report."""
     fingerprints = fingerprint_instructions(data)
     train, validation, test = load_instructions(data, fingerprints)
-    base_model_dir = prepare_causal_lm(sft.model, train, quantize_4bit=sft.method.name == "qlora")
+    base_model_dir = prepare_causal_lm(sft.model, train, quantize_4bit=sft.method.name == "qlora",
+                                       model_fingerprints=role_fingerprints("base_model", sft.model))
     model_dir, training_log, training_stats = train_sft_model(base_model_dir, train, validation, sft, data.template)
     perplexity, _ = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
     metrics, samples, per_example = evaluate_generations(model_dir, test, evaluation, template=data.template)
@@ -115,7 +117,8 @@ def causal_lm_training(
     perplexity of the base and the trained model → promotion gate (lower is better) → HTML report."""
     fingerprints = fingerprint_text_corpus(data)
     train, validation, test = load_text_corpus(data, fingerprints)
-    base_model_dir = prepare_causal_lm(causal_lm.model, train, quantize_4bit=causal_lm.method.name == "qlora")
+    base_model_dir = prepare_causal_lm(causal_lm.model, train, quantize_4bit=causal_lm.method.name == "qlora",
+                                       model_fingerprints=role_fingerprints("base_model", causal_lm.model))
     before, _ = evaluate_perplexity(base_model_dir, test, evaluation, split="base_test",
                                     id="evaluate_base_perplexity")
     model_dir, training_log, training_stats = train_causal_lm_model(base_model_dir, train, validation, causal_lm)
@@ -140,7 +143,8 @@ def method_comparison(
     fingerprints = fingerprint_instructions(data)
     train, validation, test = load_instructions(data, fingerprints)
     quantize = any(m.name == "qlora" for m in comparison.methods)
-    base_model_dir = prepare_causal_lm(comparison.model, train, quantize_4bit=quantize)
+    base_model_dir = prepare_causal_lm(comparison.model, train, quantize_4bit=quantize,
+                                       model_fingerprints=role_fingerprints("base_model", comparison.model))
     mc_test = None
     if mc_data is not None:
         _, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
@@ -174,11 +178,13 @@ def lm_distillation(
     tokens/s of all three → promotion gate → HTML report."""
     fingerprints = fingerprint_text_corpus(data)
     train, validation, test = load_text_corpus(data, fingerprints)
-    teacher_dir = prepare_causal_lm(distillation.teacher, train, id="prepare_teacher")
+    teacher_dir = prepare_causal_lm(distillation.teacher, train, id="prepare_teacher",
+                                    model_fingerprints=role_fingerprints("teacher", distillation.teacher))
     if distillation.teacher_training is not None:
         teacher_dir, _, _ = train_causal_lm_model(teacher_dir, train, validation, distillation.teacher_params(),
                                                   id="train_teacher")
-    student_base_dir = prepare_causal_lm(distillation.student, train, id="prepare_student")
+    student_base_dir = prepare_causal_lm(distillation.student, train, id="prepare_student",
+                                         model_fingerprints=role_fingerprints("student_base", distillation.student))
     model_dir, training_log, training_stats = distill_causal_lm_model(teacher_dir, student_base_dir, train,
                                                                       validation, distillation)
     baseline_dir, baseline_log, baseline_stats = distill_causal_lm_model(
@@ -205,7 +211,8 @@ def rlhf_training(
     → HTML report."""
     fingerprints = fingerprint_preferences(data)
     train, test, texts = load_preferences(data, fingerprints)
-    base_model_dir = prepare_causal_lm(rlhf.model, texts)
+    base_model_dir = prepare_causal_lm(rlhf.model, texts,
+                                       model_fingerprints=role_fingerprints("base_model", rlhf.model))
     reward_model_dir, reward_model_metrics, reward_log = train_reward_model(base_model_dir, train, test, rlhf.reward)
     before, _ = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation, split="base_test",
                                        id="evaluate_base_reward")
@@ -225,17 +232,21 @@ def rag_intent(data: RagDataParams, rag: RagParams, promotion: PromotionParams =
     report."""
     fingerprints = fingerprint_rag_sources(data)
     corpus, train_queries, test_queries = load_rag_queries(data, fingerprints)
-    retriever, retriever_dir = rag.retriever, None
+    retriever, retriever_dir, retriever_fingerprints = rag.retriever, None, None
     if retriever.kind == "dual_encoder":
+        retriever_fingerprints = role_fingerprints("retriever", retriever.model)
         if isinstance(retriever.model, RegisteredModel):
             retriever_dir = Model(name=retriever.model.name, version=retriever.model.version).get_model_artifact(
                 "model_dir")
         else:
-            retriever_dir = prepare_retriever(retriever, corpus, train_queries)
-    train, test, retrieval_metrics = retrieve_passages(corpus, train_queries, test_queries, rag, retriever_dir)
+            retriever_dir = prepare_retriever(retriever, corpus, train_queries, retriever_fingerprints)
+    train, test, retrieval_metrics = retrieve_passages(corpus, train_queries, test_queries, rag, retriever_dir,
+                                                       retriever_fingerprints)
     model_dir = None
     if rag.generator.kind == "local":
-        base_model_dir = prepare_causal_lm(rag.generator.sft.model, train)
+        generator = rag.generator.sft.model
+        base_model_dir = prepare_causal_lm(generator, train,
+                                           model_fingerprints=role_fingerprints("generator_base", generator))
         model_dir, _ = train_intent_generator(base_model_dir, train, rag.generator)
     metrics, samples, per_example = generate_intents(test, retrieval_metrics, rag, model_dir)
     generator_base = rag.generator.sft.model if rag.generator.kind == "local" else None
@@ -256,10 +267,12 @@ def dpo_alignment(
     margins → promotion gate (per-pair paired test) → HTML report with preference agreement over training."""
     fingerprints = fingerprint_preferences(data)
     train, test, texts = load_preferences(data, fingerprints)
-    base_model_dir = prepare_causal_lm(dpo.model, texts, quantize_4bit=dpo.method.name == "qlora")
+    base_model_dir = prepare_causal_lm(dpo.model, texts, quantize_4bit=dpo.method.name == "qlora",
+                                       model_fingerprints=role_fingerprints("base_model", dpo.model))
     reference_dir = base_model_dir
     if dpo.reference_model is not None:
-        reference_dir = prepare_causal_lm(dpo.reference_model, texts, id="prepare_reference")
+        reference_dir = prepare_causal_lm(dpo.reference_model, texts, id="prepare_reference",
+                                          model_fingerprints=role_fingerprints("reference_model", dpo.reference_model))
         model_dir, training_log, training_stats = train_dpo_model(base_model_dir, train, test, dpo,
                                                                   reference_dir=reference_dir)
     else:

@@ -24,7 +24,7 @@ from finetune.params import (
     SftParams,
 )
 from pipelines.generation import generation_gate
-from pipelines.ranking import cross_encoder_steps
+from pipelines.ranking import cross_encoder_steps, role_fingerprints
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
 from steps.data.fingerprint_sources import fingerprint_sources
@@ -57,9 +57,10 @@ def cross_encoder_training_multi_gpu(
                         train=_train_cross_encoder_on_all_gpus)
 
 
-def _train_cross_encoder_on_all_gpus(pairs, cross_encoder: CrossEncoderParams):
-    """Stage the pairs as a file (accelerate passes inputs on a command line), then train on every GPU."""
-    return train_cross_encoder_multi_gpu(train_pairs_file=stage_train_pairs(pairs),
+def _train_cross_encoder_on_all_gpus(pairs, cross_encoder: CrossEncoderParams, model_fingerprints):
+    """Stage the pairs as a file (accelerate passes inputs on a command line), then train on every GPU; the staging
+    step carries the base model's fingerprints into the cache key, as the launched step cannot take them."""
+    return train_cross_encoder_multi_gpu(train_pairs_file=stage_train_pairs(pairs, model_fingerprints),
                                          cross_encoder_json=cross_encoder.model_dump_json())
 
 
@@ -77,7 +78,7 @@ def sft_training_multi_gpu(
         raise ValueError("sft.method: qlora is single-GPU only here; run sft_training with a GPU config instead")
     fingerprints = fingerprint_instructions(data)
     train, validation, test = load_instructions(data, fingerprints)
-    base_model_dir = prepare_causal_lm(sft.model, train)
+    base_model_dir = prepare_causal_lm(sft.model, train, model_fingerprints=role_fingerprints("base_model", sft.model))
     model_dir, training_log, training_stats = train_sft_model_multi_gpu(
         sft_inputs=stage_sft_inputs(base_model_dir, train, validation), sft_json=sft.model_dump_json(),
         template=data.template)

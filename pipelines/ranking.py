@@ -34,6 +34,7 @@ from steps.evaluate.evaluate_curricula import evaluate_curricula
 from steps.evaluate.evaluate_dual_encoder import evaluate_dual_encoder
 from steps.evaluate.evaluate_reranker import evaluate_reranker
 from steps.evaluate.rerank_candidates import rerank_candidates
+from steps.registry.fingerprint_models import fingerprint_models
 from steps.registry.hooks import discard_model_version_on_failure
 from steps.registry.load_teacher_model import load_teacher_model
 from steps.registry.promote_model import promote_model
@@ -44,6 +45,13 @@ from steps.train.distill_dual_encoder import distill_dual_encoder
 from steps.train.train_cross_encoder import train_cross_encoder
 from steps.train.train_cross_encoder_curriculum import train_cross_encoder_curriculum
 from steps.train.train_dual_encoder import train_dual_encoder
+
+
+def role_fingerprints(role: str, spec):
+    """``fingerprint_models`` of one model role as step ``fingerprint_<role>``, the extra input of every step that
+    loads that model: one artifact per role, so each step is keyed on its own model only (a new student does not
+    re-run the teacher's scoring)."""
+    return fingerprint_models(parent_specs({role: spec}), id=f"fingerprint_{role}")
 
 
 def ranking_gate(metrics, comparison, candidate_run, fingerprints, evaluation: RankingEvalParams,
@@ -62,13 +70,13 @@ def cross_encoder_steps(fingerprints, data: RankingDataParams, retrieval: Retrie
                         train=train_cross_encoder):
     """Everything in ``cross_encoder_training`` after the fingerprints (``retraining`` reuses it).
 
-    ``train(pairs, cross_encoder) -> (model_dir, training_log)`` is the training step; the multi-GPU variant
-    (pipelines/multi_gpu.py) passes its staged ``run_with_accelerate`` step instead.
+    ``train(pairs, cross_encoder, model_fingerprints) -> (model_dir, training_log)`` is the training step; the
+    multi-GPU variant (pipelines/multi_gpu.py) passes its staged ``run_with_accelerate`` step instead.
     """
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
-    model_dir, training_log = train(pairs, cross_encoder)
+    model_dir, training_log = train(pairs, cross_encoder, role_fingerprints("base_model", cross_encoder.model))
     reranked, stats = rerank_candidates(model_dir, eval_set, eval_run, evaluation, cross_encoder.training.max_length)
     metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation)
     decision = ranking_gate(metrics, comparison, "cross_encoder", fingerprints, evaluation, retrieval, promotion,
@@ -83,7 +91,8 @@ def dual_encoder_steps(fingerprints, data: RankingDataParams, retrieval: Retriev
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
-    model_dir, training_log = train_dual_encoder(pairs, dual_encoder)
+    model_dir, training_log = train_dual_encoder(pairs, dual_encoder,
+                                                 role_fingerprints("base_model", dual_encoder.model))
     metrics, comparison, stats = evaluate_dual_encoder(model_dir, eval_set, eval_run, evaluation, dense,
                                                        dual_encoder.training.max_length)
     candidate = "dense" if dense.primary == "retrieval" else "rerank"
@@ -120,7 +129,7 @@ def dual_encoder_training(
     dual_encoder_steps(fingerprint_sources(data), data, retrieval, mining, dual_encoder, dense, evaluation, promotion)
 
 
-def teacher_model_dir(teacher: TeacherParams, train_pairs):
+def teacher_model_dir(teacher: TeacherParams, train_pairs, teacher_fingerprints):
     """The teacher's model directory as a step input.
 
     A registered version's ``model_dir`` artifact is resolved when the run starts (a lazy model-artifact input),
@@ -128,7 +137,7 @@ def teacher_model_dir(teacher: TeacherParams, train_pairs):
     """
     if isinstance(teacher.model, RegisteredModel):
         return Model(name=teacher.model.name, version=teacher.model.version).get_model_artifact("model_dir")
-    return load_teacher_model(teacher, train_pairs)
+    return load_teacher_model(teacher, train_pairs, teacher_fingerprints)
 
 
 @pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
@@ -146,10 +155,12 @@ def cross_encoder_distillation(
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
-    teacher_dir = teacher_model_dir(teacher, pairs)
+    teacher_fingerprints = role_fingerprints("teacher", teacher.model)
+    teacher_dir = teacher_model_dir(teacher, pairs, teacher_fingerprints)
     record_teacher(teacher_dir, teacher)
-    scores = score_teacher(pairs, teacher_dir, teacher)
-    model_dir, training_log = distill_cross_encoder(scores, teacher_dir, distillation)
+    scores = score_teacher(pairs, teacher_dir, teacher, teacher_fingerprints)
+    model_dir, training_log = distill_cross_encoder(scores, teacher_dir, distillation,
+                                                    role_fingerprints("student_base", distillation.student))
     metrics, comparison, stats = compare_teacher_student(teacher_dir, model_dir, eval_set, eval_run, evaluation,
                                                          distillation.training.max_length)
     decision = ranking_gate(metrics, comparison, "student", fingerprints, evaluation, retrieval, promotion,
@@ -173,10 +184,13 @@ def dual_encoder_distillation(
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
-    teacher_dir = teacher_model_dir(teacher, pairs)
+    teacher_fingerprints = role_fingerprints("teacher", teacher.model)
+    teacher_dir = teacher_model_dir(teacher, pairs, teacher_fingerprints)
     record_teacher(teacher_dir, teacher)
-    scores = score_teacher(pairs, teacher_dir, teacher)
-    model_dir, training_log = distill_dual_encoder(scores, teacher_dir, distillation)
+    scores = score_teacher(pairs, teacher_dir, teacher, teacher_fingerprints)
+    student_base = "teacher" if distillation.from_teacher else distillation.student.model
+    model_dir, training_log = distill_dual_encoder(scores, teacher_dir, distillation,
+                                                   role_fingerprints("student_base", student_base))
     metrics, comparison, stats = compare_teacher_student(teacher_dir, model_dir, eval_set, eval_run, evaluation,
                                                          distillation.student.training.max_length)
     decision = ranking_gate(metrics, comparison, "student", fingerprints, evaluation, retrieval, promotion,
@@ -202,10 +216,15 @@ def ranking_curriculum(
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
     max_length = cross_encoder.training.max_length
-    standard = train_cross_encoder_curriculum(pairs, cross_encoder, id=f"train_{STANDARD}")
+    base = role_fingerprints("base_model", cross_encoder.model)
+    standard = train_cross_encoder_curriculum(pairs, cross_encoder, model_fingerprints=base, id=f"train_{STANDARD}")
+    semantic = None
+    if "semantic_std" in curriculum.difficulties:  # the one difficulty function that loads a model spec (an encoder)
+        semantic = role_fingerprints("semantic_model", curriculum.semantic_model)
     scores = {
         name: score_difficulty(pairs, curriculum.difficulty_params(name, retrieval, max_length),
                                model_dir=standard[0] if name in NEEDS_TRAINED_MODEL else None,
+                               model_fingerprints=semantic if name == "semantic_std" else None,
                                id=f"score_difficulty_{name}")
         for name in curriculum.difficulties
     }
@@ -213,7 +232,8 @@ def ranking_curriculum(
     for arm in curriculum.arms:
         trained[arm.name] = train_cross_encoder_curriculum(
             pairs, cross_encoder, arm=arm, difficulty_scores=scores[arm.difficulty], c0=curriculum.c0,
-            full_data_fraction=curriculum.full_data_fraction, seed=curriculum.seed, id=f"train_{arm.name}")
+            full_data_fraction=curriculum.full_data_fraction, seed=curriculum.seed, model_fingerprints=base,
+            id=f"train_{arm.name}")
     names = list(trained)
     runs = [rerank_candidates(trained[name][0], eval_set, eval_run, evaluation, max_length, id=f"rerank_{name}")[0]
             for name in names]

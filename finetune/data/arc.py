@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from finetune.data.msmarco import sha256_file
+from finetune.data.demo import demo_folder
+from finetune.data.msmarco import require_file, sha256_file
 from finetune.data.types import DataFormatError
 from finetune.params import DemoArc, MultipleChoiceDataParams
 
@@ -99,9 +100,10 @@ def load_arc_jsonl(path: str | Path, limit: int | None = None) -> list[MultipleC
         The questions in file order.
 
     Raises:
-        DataFormatError: ``<path>:<line>: <reason>`` for the first malformed line, or a file without questions.
+        DataFormatError: ``<path>:<line>: <reason>`` for the first malformed line, a file without questions, a
+            directory or no such file.
     """
-    path = Path(path)
+    path = require_file(path, "an ARC-format JSONL file")
     questions: list[MultipleChoiceQuestion] = []
     # Binary lines end at b"\n" only: text mode would also end one at a lone "\r" (JSON whitespace) and raise a
     # bare UnicodeDecodeError on bad bytes.
@@ -162,8 +164,7 @@ def write_demo_arc(output_dir: str | Path, num_questions: int = 60, seed: int = 
     """
     rng = random.Random(seed)
     questions = [_demo_question(rng, i) for i in range(num_questions)]
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = demo_folder(output_dir)
     paths = out / "train.jsonl", out / "test.jsonl"
     half = num_questions // 2
     for path, part in zip(paths, (questions[:half], questions[half:]), strict=True):
@@ -206,7 +207,7 @@ def multiple_choice_files(params: MultipleChoiceDataParams) -> tuple[Path | None
 
 def fingerprint_multiple_choice(params: MultipleChoiceDataParams) -> dict[str, str]:
     """sha256 of every file the source reads, keyed by path."""
-    return {str(p): sha256_file(p) for p in multiple_choice_files(params) if p is not None}
+    return {str(p): sha256_file(p, "an ARC-format JSONL file") for p in multiple_choice_files(params) if p is not None}
 
 
 def read_multiple_choice(

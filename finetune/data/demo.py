@@ -31,6 +31,42 @@ from pathlib import Path
 
 from finetune.data.msmarco import write_collection, write_qrels, write_queries, write_triples
 
+DEMO_MARKER = ".finetune-demo"
+"""The file a demo generator leaves in every folder it creates; only such folders (or empty ones) are written."""
+
+
+def demo_folder(out_dir: str | Path) -> Path:
+    """Create (or reuse) a folder the demo generators may write into, refusing a folder of someone's own files.
+
+    A demo ``output_dir`` pointed by mistake at a real data folder would otherwise overwrite ``collection.tsv``
+    and friends. A folder is used when it is new, empty, or carries :data:`DEMO_MARKER` (a demo made it, so
+    re-runs and several demo generators sharing one folder are fine).
+
+    Args:
+        out_dir: The configured demo ``output_dir``.
+
+    Returns:
+        The folder, created if missing, with the marker in it.
+
+    Raises:
+        FileExistsError: The folder holds files and no marker; one line naming the folder and its first file.
+        NotADirectoryError: The path is a file.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: demo output_dir is a file; point output_dir at a new or empty folder")
+    marker = out / DEMO_MARKER
+    if out.is_dir() and not marker.exists():
+        foreign = sorted(p.name for p in out.iterdir())
+        if foreign:
+            raise FileExistsError(
+                f"{out}: demo output_dir holds files the demo did not write ({foreign[0]}, {len(foreign)} in all)"
+                f"; point output_dir at a new or empty folder so they are not overwritten"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return out
+
 _SYLLABLES = (
     "ka lo ve dor mar tel si ran bel quo an thi zu fen gal mor ny sel dra wen pal ost ruv ce li tor ma vin "
     "brek hal jun tas em ul kor pe sar vo"
@@ -380,7 +416,8 @@ def write_demo_msmarco(
     triples file pairs each grade >= 2 passage with one of its query's grade-0 passages.
 
     Args:
-        out_dir: Folder to write into (created if missing; files are overwritten).
+        out_dir: Folder to write into: created if missing; a folder holding other files is refused (see
+            :func:`demo_folder`); the demo's own files are overwritten.
         num_queries: Number of queries, each about a different invented place.
         passages_per_query: Judged candidates per query (>= 2, so there is a negative for the triples).
         seed: Seed of the generator; another seed gives other places, queries and passages.
@@ -429,8 +466,7 @@ def write_demo_msmarco(
             if grade >= 2 and negatives
         ]
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = demo_folder(out_dir)
     paths = {
         "collection": out / "collection.tsv",
         "queries": out / "queries.tsv",

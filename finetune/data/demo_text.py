@@ -17,6 +17,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from finetune.data.demo import demo_folder
+
 _SYLLABLES = "ka lo ve dor mar tel si ran bel an thi zu fen gal mor sel dra wen pal ost ruv li tor vin hal".split()
 _PLACE_ENDINGS = ("ia", "ora", "and", "heim", "stan", "ovia")
 _CITY_ENDINGS = ("burg", "ton", "ville", "port", "grad", "holm")
@@ -79,8 +81,7 @@ def write_demo_instructions(output_dir: str | Path, layout: str = "prompt_respon
     Returns:
         The file written.
     """
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = demo_folder(output_dir)
     lines = []
     for i, (prompt, response) in enumerate(demo_instruction_records(num_examples, seed)):
         if layout == "prompt_response":
@@ -120,9 +121,7 @@ def write_demo_corpus(output_dir: str | Path, num_documents: int = 60, seed: int
         rng.shuffle(sentences)
         blocks.append(f" = {place.name} = \n \n {' '.join(sentences[:3])} \n \n = = Economy = = \n \n "
                       f"{' '.join(sentences[3:])} \n ")
-    path = Path(output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    corpus = path / "corpus.txt"
+    corpus = demo_folder(output_dir) / "corpus.txt"
     corpus.write_text(" \n" + "\n".join(blocks), encoding="utf-8", newline="\n")
     return corpus
 

@@ -4,6 +4,8 @@ Three record layouts are read from JSON Lines files or JSON arrays (Alpaca ships
 
 - ``{"prompt": ..., "response": ...}`` (``completion`` is accepted for ``response``, as TRL names it);
 - Alpaca ``{"instruction": ..., "input": ..., "output": ...}`` (``input`` may be empty);
+- self-instruct seed tasks ``{"instruction": ..., "instances": [{"input": ..., "output": ...}, ...]}`` (one example
+  per instance);
 - chat ``{"messages": [{"role": "user", "content": ...}, ..., {"role": "assistant", "content": ...}]}``.
 
 Every record becomes a list of chat turns ending with the assistant's answer. Rendering turns an example into the
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from finetune.data.msmarco import sha256_file
+from finetune.data.msmarco import require_file, sha256_file
 from finetune.data.types import DataFormatError
 from finetune.params import DemoInstructions, HubInstructions, InstructionDataParams, InstructionFile
 
@@ -112,9 +114,10 @@ def read_instruction_file(path: str | Path) -> pd.DataFrame:
         assistant turn) and ``messages`` (all turns as a JSON string).
 
     Raises:
-        DataFormatError: ``<path>:<line>: ...`` for the first malformed record, or an empty file.
+        DataFormatError: ``<path>:<line>: ...`` for the first malformed record, an empty file, a directory or no
+            such file.
     """
-    path = Path(path)
+    path = require_file(path, "a JSONL or JSON file of prompt/response records")
     # Bytes decoded as a whole, not text mode, whose newline translation would end a line at a lone "\r".
     data = path.read_bytes()
     try:
@@ -137,7 +140,24 @@ def read_instruction_file(path: str | Path) -> pd.DataFrame:
                 raise DataFormatError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
     if not records:
         raise DataFormatError(f"{path}:1: no records")
-    return examples_frame((f"{path.stem}-{line}", normalize_record(rec, f"{path}:{line}")) for line, rec in records)
+    return examples_frame((f"{path.stem}-{line}{suffix}", normalize_record(rec, f"{path}:{line}"))
+                          for line, suffix, rec in _instances(path, records))
+
+
+def _instances(path: Path, records: list[tuple[int, object]]) -> Iterable[tuple[int, str, object]]:
+    """``(line, id suffix, record)``: a self-instruct seed task (``instruction`` + ``instances``) becomes one Alpaca
+    record per instance (ids ``<stem>-<line>.<k>`` when it has several); other records pass through unchanged."""
+    for line, record in records:
+        if not (isinstance(record, dict) and "instruction" in record and "instances" in record):
+            yield line, "", record
+            continue
+        instances = record["instances"]
+        if not isinstance(instances, list) or not instances or not all(isinstance(i, dict) for i in instances):
+            raise DataFormatError(f"{path}:{line}: 'instances' must be a non-empty list of {{input, output}} objects")
+        for k, instance in enumerate(instances):
+            alpaca = {"instruction": record["instruction"], "input": instance.get("input", ""),
+                      "output": instance.get("output", "")}
+            yield line, f".{k}" if len(instances) > 1 else "", alpaca
 
 
 def examples_frame(examples: Iterable[tuple[str, list[dict[str, str]]]]) -> pd.DataFrame:
@@ -163,7 +183,7 @@ def instruction_files(params: InstructionDataParams) -> list[Path]:
     """The local files a source reads (written first for the demo), for fingerprinting."""
     source = params.source
     if isinstance(source, InstructionFile):
-        return [source.path]
+        return [source.path, *source.extra_paths]
     if isinstance(source, DemoInstructions):
         from finetune.data.demo_text import write_demo_instructions
 
@@ -176,7 +196,8 @@ def fingerprint_instructions(params: InstructionDataParams) -> dict[str, str]:
     source = params.source
     if isinstance(source, HubInstructions):
         return {f"hub:{source.dataset}/{source.config}/{source.split}": source.revision}
-    return {str(p): sha256_file(p) for p in instruction_files(params)}
+    expected = "a JSONL or JSON file of prompt/response records"
+    return {str(p): sha256_file(p, expected) for p in instruction_files(params)}
 
 
 def split_frame(frame: pd.DataFrame, validation_fraction: float, test_fraction: float, seed: int):
@@ -201,7 +222,7 @@ def load_instruction_data(params: InstructionDataParams) -> tuple[pd.DataFrame, 
     if isinstance(source, HubInstructions):
         frame = load_hub_instructions(source)
     else:
-        frame = read_instruction_file(instruction_files(params)[0])
+        frame = pd.concat([read_instruction_file(p) for p in instruction_files(params)], ignore_index=True)
     if params.max_examples is not None:
         frame = frame.iloc[: params.max_examples]
     return split_frame(frame, params.validation_fraction, params.test_fraction, params.split_seed)

@@ -35,17 +35,47 @@ _ID = re.compile(r"[0-9]+")
 _INT = re.compile(r"[+-]?[0-9]+")
 # Long enough to recognise the offending value, short enough to keep the message on one screen line.
 _SHOWN_CHARS = 40
+# What a path of each id<TAB>text format should be, named when it is a directory.
+_ID_TEXT_FILES = {"pid": "the collection TSV file", "qid": "the queries TSV file"}
 
 
-def sha256_file(path: PathLike) -> str:
+def require_file(path: PathLike, expected: str = "a data file") -> Path:
+    """Check that a data source path is a regular file before it is hashed or parsed.
+
+    Every fingerprint and reader goes through here, so a directory or a typo is reported once, the same way.
+
+    Args:
+        path: The configured path.
+        expected: What the path should be, for the message (``"the collection TSV file"``).
+
+    Returns:
+        The path as a ``Path``.
+
+    Raises:
+        DataFormatError: ``<path>: is a directory, expected <expected>`` or ``<path>: no such file``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataFormatError(f"{path}: is a directory, expected {expected}")
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file")
+    return path
+
+
+def sha256_file(path: PathLike, expected: str = "a data file") -> str:
     """The sha256 hex digest of a file, read in 1 MiB chunks so multi-GB collections stay out of memory.
 
     Args:
         path: The file to hash.
+        expected: What the path should be, named when it is a directory (see :func:`require_file`).
 
     Returns:
         The 64-character lowercase hex digest.
+
+    Raises:
+        DataFormatError: The path is a directory or does not exist (one line naming it).
     """
+    require_file(path, expected)
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -79,7 +109,9 @@ def _show(value: str) -> str:
     return repr(value)
 
 
-def _lines(path: PathLike, digest: hashlib._Hash | None = None) -> Iterator[tuple[int, str]]:
+def _lines(
+    path: PathLike, digest: hashlib._Hash | None = None, expected: str = "a data file"
+) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, line without its line end)`` for each non-blank line of a UTF-8 file.
 
     The file is read once, in binary, and every byte read is fed to ``digest`` before it is decoded, so a
@@ -87,12 +119,10 @@ def _lines(path: PathLike, digest: hashlib._Hash | None = None) -> Iterator[tupl
     (``str.splitlines`` would also split on characters such as U+2028 that occur inside real passages).
 
     Raises:
-        DataFormatError: Missing file, empty file, blank line followed by data, or invalid UTF-8.
+        DataFormatError: Missing file or a directory, empty file, blank line followed by data, or invalid UTF-8.
     """
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise DataFormatError(f"{path}: no such file") from None
+    require_file(path, expected)
+    f = open(path, "rb")
     first_blank = 0
     seen_data = False
     with f:
@@ -129,7 +159,7 @@ def _parse_id_text(
     """Parse ``id<TAB>text`` lines (collection and queries share the format)."""
     records: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    for lineno, line in _lines(path, digest):
+    for lineno, line in _lines(path, digest, _ID_TEXT_FILES[id_kind]):
         cols = line.split("\t")
         if len(cols) != 2:
             raise DataFormatError(
@@ -177,7 +207,7 @@ def _parse_qrels(
     qrels: Qrels = {}
     first_line: dict[tuple[str, str], int] = {}
     dropped = 0
-    for lineno, line in _lines(path, digest):
+    for lineno, line in _lines(path, digest, "the TREC qrels file"):
         cols = line.split()
         if len(cols) != 4:
             raise DataFormatError(
@@ -216,7 +246,7 @@ def _parse_run(
     """Parse a TREC run file, checking ids against ``queries``/``corpus`` when given."""
     run: Run = {}
     first_line: dict[tuple[str, str], int] = {}
-    for lineno, line in _lines(path, digest):
+    for lineno, line in _lines(path, digest, "the TREC run file"):
         cols = line.split()
         if len(cols) != 6:
             raise DataFormatError(
@@ -249,7 +279,7 @@ def _parse_run(
 
 def _parse_triples(path: PathLike, digest: hashlib._Hash | None = None) -> list[tuple[str, str, str]]:
     triples = []
-    for lineno, line in _lines(path, digest):
+    for lineno, line in _lines(path, digest, "the triples TSV file"):
         cols = line.split("\t")
         if len(cols) != 3:
             raise DataFormatError(
@@ -477,7 +507,8 @@ def load_msmarco_files(
     """Load a ranking set from files in the official formats, fingerprinted and cross-checked.
 
     Each file is read once; its sha256 is computed over the very bytes that are parsed and recorded under the
-    file's base name. Queries without judgments are kept (they can still be ranked).
+    file's path as given (so ``a/collection.tsv`` and ``b/collection.tsv`` are told apart).
+    Queries without judgments are kept (they can still be ranked).
 
     Args:
         collection: ``pid<TAB>passage`` file.
@@ -493,24 +524,21 @@ def load_msmarco_files(
             (DL19 BM25 nDCG@10 0.506, where ``"drop"`` inflates it to 0.546 by shrinking the ideal ranking).
 
     Returns:
-        The ranking set, with ``fingerprints`` {base name: sha256}.
+        The ranking set, with ``fingerprints`` {path: sha256}.
 
     Raises:
         DataFormatError: Any malformed line, or (for ``"error"``) a qrels or run line naming an unknown qid or
             pid; the message names the file and line.
-        ValueError: ``unknown_qrels`` is not ``"error"``, ``"drop"`` or ``"keep"``, or two files share a base name.
+        ValueError: ``unknown_qrels`` is not ``"error"``, ``"drop"`` or ``"keep"``.
     """
     if unknown_qrels not in ("error", "drop", "keep"):
         raise ValueError(f"unknown_qrels must be 'error', 'drop' or 'keep', not {unknown_qrels!r}")
-    file_names = [Path(path).name for path in (collection, queries, qrels, run) if path is not None]
-    if len(set(file_names)) != len(file_names):
-        raise ValueError(
-            f"the files need distinct base names, as fingerprints are keyed by them: {file_names}"
-        )
-    digests = {file_name: hashlib.sha256() for file_name in file_names}
-    corpus = _parse_id_text(collection, "pid", "passage", digests[Path(collection).name])
-    query_texts = _parse_id_text(queries, "qid", "query", digests[Path(queries).name])
-    judged, dropped = _parse_qrels(qrels, digests[Path(qrels).name], query_texts, corpus, unknown_qrels)
+    # One digest per role, each fed the bytes that role parsed; keyed by path in the result.
+    paths = {"collection": collection, "queries": queries, "qrels": qrels, "run": run}
+    digests = {role: hashlib.sha256() for role, path in paths.items() if path is not None}
+    corpus = _parse_id_text(collection, "pid", "passage", digests["collection"])
+    query_texts = _parse_id_text(queries, "qid", "query", digests["queries"])
+    judged, dropped = _parse_qrels(qrels, digests["qrels"], query_texts, corpus, unknown_qrels)
     if dropped:
         logger.warning(
             "%s: dropped %d qrels lines naming a query or passage that is not in %s / %s",
@@ -519,14 +547,14 @@ def load_msmarco_files(
             Path(queries).name,
             Path(collection).name,
         )
-    candidates = None if run is None else _parse_run(run, digests[Path(run).name], query_texts, corpus)
+    candidates = None if run is None else _parse_run(run, digests["run"], query_texts, corpus)
     return RankingSet(
         name=name,
         corpus=corpus,
         queries=query_texts,
         qrels=judged,
         run=candidates,
-        fingerprints={file: digest.hexdigest() for file, digest in digests.items()},
+        fingerprints={str(paths[role]): digest.hexdigest() for role, digest in digests.items()},
     )
 
 
@@ -544,7 +572,7 @@ def load_triples(path: PathLike, name: str = "triples") -> RankingSet:
         name: The set's name.
 
     Returns:
-        The ranking set, with ``fingerprints`` {base name: sha256 of the bytes parsed}.
+        The ranking set, with ``fingerprints`` {path: sha256 of the bytes parsed}.
 
     Raises:
         DataFormatError: As for :func:`read_triples`.
@@ -566,7 +594,7 @@ def load_triples(path: PathLike, name: str = "triples") -> RankingSet:
     run: Run = {
         qid: {pid: float(len(judged) - i) for i, pid in enumerate(judged)} for qid, judged in qrels.items()
     }
-    fingerprints = {Path(path).name: digest.hexdigest()}
+    fingerprints = {str(path): digest.hexdigest()}
     return RankingSet(
         name=name, corpus=corpus, queries=queries, qrels=qrels, run=run, fingerprints=fingerprints
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from finetune.data.demo import demo_folder
 from finetune.data.demo_text import _world
 from finetune.data.instructions import split_frame
 from finetune.data.msmarco import sha256_file
@@ -59,6 +60,8 @@ def read_preferences(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
         FileNotFoundError: No such file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataFormatError(f"{path}: is a directory, expected a preference JSONL file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such preference file")
     rows, identical = [], 0
@@ -108,9 +111,7 @@ def write_demo_preferences(output_dir: str | Path, num_pairs: int = 400, seed: i
     """
     world = _world(seed)
     rng = random.Random(seed + 1)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "preferences.jsonl"
+    path = demo_folder(output_dir) / "preferences.jsonl"
     with path.open("w", encoding="utf-8", newline="\n") as handle:
         for _ in range(num_pairs):
             place, other = rng.sample(world, 2)
@@ -140,7 +141,7 @@ def preference_files(params: PreferenceDataParams) -> list[Path]:
 
 def fingerprint_preferences(params: PreferenceDataParams) -> dict[str, str]:
     """sha256 of the preference file."""
-    return {str(p): sha256_file(p) for p in preference_files(params)}
+    return {str(p): sha256_file(p, "a preference JSONL file") for p in preference_files(params)}
 
 
 def load_preference_data(params: PreferenceDataParams) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:

@@ -17,6 +17,11 @@ from finetune.data.types import DataFormatError, RankingSet
 from finetune.params import DemoMsMarco, HubMsMarco, MsMarcoFiles, RankingDataParams, TriplesFile
 
 Source = MsMarcoFiles | TriplesFile | HubMsMarco | DemoMsMarco
+# What each role's path should be, named when it is a directory.
+_EXPECTED = {
+    "collection": "the collection TSV file", "queries": "the queries TSV file", "qrels": "the TREC qrels file",
+    "run": "the TREC run file", "triples": "the triples TSV file",
+}
 
 
 def source_files(source: Source) -> dict[str, Path]:
@@ -41,16 +46,11 @@ def fingerprint_source(source: Source) -> dict[str, str]:
     """sha256 of every file the source reads (``role -> digest``), or the pinned hub reference.
 
     Raises:
-        DataFormatError: A file is missing (one line naming it).
+        DataFormatError: A file is missing or is a directory (one line naming it).
     """
     if isinstance(source, HubMsMarco):
         return {"hub": f"{source.dataset}/{source.config}/{source.split}@{source.revision}"}
-    digests = {}
-    for role, path in source_files(source).items():
-        if not Path(path).is_file():
-            raise DataFormatError(f"{path}: no such file")
-        digests[role] = sha256_file(path)
-    return digests
+    return {role: sha256_file(path, _EXPECTED[role]) for role, path in source_files(source).items()}
 
 
 def fingerprint_sources(params: RankingDataParams) -> dict[str, str]:

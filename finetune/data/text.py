@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from finetune.data.instructions import split_frame
-from finetune.data.msmarco import sha256_file
+from finetune.data.msmarco import require_file, sha256_file
 from finetune.data.types import DataFormatError
 from finetune.params import DemoText, HubText, TextDataParams, TextFiles
 
@@ -51,9 +51,9 @@ def read_text_lines(path: str | Path) -> list[str]:
     """The lines of a UTF-8 text file, as :func:`text_lines` splits them.
 
     Raises:
-        DataFormatError: ``<path>:<line>: not valid UTF-8`` or ``<path>:1: no text``.
+        DataFormatError: ``<path>:<line>: not valid UTF-8``, ``<path>:1: no text``, a directory or no such file.
     """
-    path = Path(path)
+    path = require_file(path, "a UTF-8 text file")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
@@ -97,7 +97,7 @@ def fingerprint_text(params: TextDataParams) -> dict[str, str]:
     source = params.source
     if isinstance(source, HubText):
         return {f"hub:{source.dataset}/{source.config}/{source.split}": source.revision}
-    return {str(p): sha256_file(p) for p in text_files(params)}
+    return {str(p): sha256_file(p, "a UTF-8 text file") for p in text_files(params)}
 
 
 def load_documents(params: TextDataParams) -> list[str]:

@@ -29,7 +29,7 @@ class RankingSet:
         queries: qid -> query text.
         qrels: Graded judgments for (a subset of) the queries.
         run: Candidate lists from a first stage (e.g. an official BM25 run file), or None.
-        fingerprints: File name (or hub reference) -> sha256 of the bytes that were read.
+        fingerprints: File path (or hub reference) -> sha256 of the bytes that were read.
     """
 
     name: str

@@ -194,7 +194,7 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
         temperature=params.temperature, top_k=params.top_k,
     )
     setup = TrainingSetup(trainer, setup.prepared, setup.placement, setup.tokenizer, setup.resolved, setup.params,
-                          out, setup.has_validation, setup.tokenization, setup.checkpoints)
+                          out, setup.has_validation, setup.tokenization, setup.checkpoints, "distill_causal_lm")
     result = run_training(setup)
     result.stats.update(alpha=params.alpha, temperature=params.temperature)
     result.log_history += [{"step": e["step"], "kd_kl": e["kl"], "kd_ce": e["ce"]} for e in trainer.kd_log]

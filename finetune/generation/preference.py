@@ -17,6 +17,7 @@ from finetune.device import Placement, require_cuda, resolve_placement
 from finetune.generation.evaluation import token_logprobs
 from finetune.generation.methods import prepare_model, trainable_parameters
 from finetune.models.causal import load_causal_lm, load_pretrained_causal_lm, resolve_causal_model, save_causal_lm
+from finetune.models.directory import save_model_directory
 from finetune.models.sources import pretrained_kwargs
 from finetune.params import DpoParams, LocalModel
 from finetune.training import (
@@ -106,8 +107,9 @@ def train_dpo(train: pd.DataFrame, evaluation: pd.DataFrame, params: DpoParams, 
     trainer = DPOTrainer(model=prepared.model, ref_model=ref_model, args=args, train_dataset=datasets["train"],
                          eval_dataset=datasets.get("eval"), processing_class=tokenizer, callbacks=prepared.callbacks)
     trainable, total = trainable_parameters(trainer.model)
-    run = run_trainer(trainer, plan)
-    model_dir = save_causal_lm(trainer.model, tokenizer, out / "model")
+    run = run_trainer(trainer, plan, "train_dpo")
+    model_dir = save_model_directory(trainer.model, out / "model",
+                                     lambda path: save_causal_lm(trainer.model, tokenizer, path))
     plan.finish()
     stats = {"trainable_parameters": trainable, "total_parameters": total, "train_seconds": round(run.seconds, 2),
              "steps": trainer.state.global_step, "train_pairs": len(train), "beta": params.beta,

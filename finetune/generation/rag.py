@@ -71,7 +71,9 @@ def rag_files(params: RagDataParams) -> RagFiles:
 def fingerprint_rag(params: RagDataParams) -> dict[str, str]:
     """sha256 of the four files (the demo set is written first)."""
     files = rag_files(params)
-    return {str(p): sha256_file(p) for p in (files.collection, files.queries, files.qrels, files.intents)}
+    expected = ("the collection TSV file", "the queries TSV file", "the TREC qrels file", "the intents TSV file")
+    paths = (files.collection, files.queries, files.qrels, files.intents)
+    return {str(p): sha256_file(p, what) for p, what in zip(paths, expected, strict=True)}
 
 
 def load_rag_data(params: RagDataParams) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:

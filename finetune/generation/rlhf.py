@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from finetune.device import Placement, resolve_device, resolve_placement
+from finetune.models.directory import save_model_directory
 from finetune.params import RewardEvalParams, RewardModelParams, RlParams
 from finetune.training import (
     CheckpointPlan,
@@ -132,10 +133,13 @@ def train_reward_model(base_model_dir: str | Path, train: pd.DataFrame, test: pd
     trainer = RewardTrainer(model=model, args=to_reward_config(params, out / "checkpoints", placement, plan),
                             train_dataset=Dataset.from_pandas(train[PAIR_COLUMNS], preserve_index=False),
                             processing_class=tokenizer)
-    run_trainer(trainer, plan)
-    model_dir = out / "model"
-    trainer.model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    run_trainer(trainer, plan, "train_reward_model")
+
+    def write(path: Path) -> None:
+        trainer.model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+
+    model_dir = save_model_directory(trainer.model, out / "model", write)
     plan.finish()
     scorer = RewardScorer(trainer.model, tokenizer, max_length=params.training.max_length)
     return RewardTrainResult(model_dir, loss_history(trainer.state.log_history), reward_model_metrics(scorer, test))
@@ -191,8 +195,9 @@ def train_policy(base_model_dir: str | Path, reward_fn, prompts: Sequence[str], 
     tokenizer.padding_side = "left"  # generation continues the prompts from their right edge
     trainer = Trainer(model=model, reward_funcs=reward_fn, args=to_rl_config(params, out / "checkpoints", placement),
                       train_dataset=Dataset.from_dict({"prompt": list(prompts)}), processing_class=tokenizer)
-    trainer.train()
-    model_dir = save_causal_lm(trainer.model, tokenizer, out / "model")
+    run_trainer(trainer, name=f"train_policy ({params.algorithm})")
+    model_dir = save_model_directory(trainer.model, out / "model",
+                                     lambda path: save_causal_lm(trainer.model, tokenizer, path))
     return RlTrainResult(model_dir, list(trainer.state.log_history))
 
 

@@ -25,6 +25,7 @@ paper's simple form). Peaks are the dense bf16 tensor-core figures of NVIDIA's d
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -102,6 +103,36 @@ def tokenize_examples(tokenizer, prompts: Iterable[str], completions: Iterable[s
             columns["input_ids"].append(ids)
             columns["labels"].append(labels)
     return TokenizedExamples(columns, lengths)
+
+
+def check_completions_left(split: str, tokenized: TokenizedExamples, max_length: int | None) -> int:
+    """Report examples dropped because their prompt alone fills ``max_length`` (no completion token left).
+
+    A few such examples are dropped with a warning; when none is left TRL would stop on a bare ``StopIteration``
+    from an empty dataset, so this fails first with one line.
+
+    Args:
+        split: ``"train"`` or ``"validation"``, for the message.
+        tokenized: What :func:`tokenize_examples` returned for the split.
+        max_length: ``training.max_length``.
+
+    Returns:
+        How many examples were dropped.
+
+    Raises:
+        ValueError: Every example was dropped.
+    """
+    total, kept = len(tokenized.lengths), len(tokenized.columns["input_ids"])
+    dropped = total - kept
+    if dropped and not kept:
+        raise ValueError(f"{split}: all {total} examples have prompts of at least training.max_length ({max_length}) "
+                         f"tokens, leaving no completion token to train on; raise training.max_length or shorten "
+                         f"the prompts")
+    if dropped:
+        logging.getLogger(__name__).warning(
+            "%s: dropped %d of %d examples whose prompt fills training.max_length (%s) tokens (no completion token "
+            "left to train on)", split, dropped, total, max_length)
+    return dropped
 
 
 def loss_tokens(rows: Iterable[Mapping]) -> int:

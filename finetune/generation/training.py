@@ -21,8 +21,10 @@ import pandas as pd
 from finetune.data.instructions import render_frame
 from finetune.device import Placement, require_cuda, resolve_placement
 from finetune.generation.methods import prepare_model, trainable_parameters
-from finetune.generation.throughput import batching_options, tokenize_examples
+from finetune.generation.throughput import batching_options, check_completions_left, tokenize_examples
 from finetune.models.causal import load_pretrained_causal_lm, resolve_causal_model, save_causal_lm
+from finetune.models.directory import save_model_directory
+from finetune.models.sources import check_max_length
 from finetune.params import (
     AdaLoraMethod,
     CausalLmParams,
@@ -196,7 +198,8 @@ def _load_base(params: SftParams | CausalLmParams, placement: Placement, workdir
 
 @dataclass
 class TrainingSetup:
-    """A trainer ready to run, with what ``run_training`` needs to measure and save its result."""
+    """A trainer ready to run, with what ``run_training`` needs to measure and save its result (``name``: what is
+    trained, for a divergence error)."""
 
     trainer: object
     prepared: object
@@ -208,6 +211,7 @@ class TrainingSetup:
     has_validation: bool
     tokenization: dict
     checkpoints: CheckpointPlan = field(default_factory=CheckpointPlan)
+    name: str = "train_causal_lm"
 
 
 def check_positions(model, method, sequence_length: int) -> None:
@@ -229,7 +233,7 @@ def run_training(setup: TrainingSetup) -> CausalTrainResult:
     # Counted before training: AdaLoRA's budget masks ranks along the way, and what the method trains is the point.
     trainable, total = trainable_parameters(trainer.model)
     with PeakMemory(placement.device) as memory:
-        run = run_trainer(trainer, setup.checkpoints)
+        run = run_trainer(trainer, setup.checkpoints, setup.name)
         seconds = run.seconds
     if prepared.unfreezing is not None:  # gradual unfreezing: every group unfrozen by the last step counts
         named = dict(trainer.model.named_parameters())
@@ -251,7 +255,12 @@ def run_training(setup: TrainingSetup) -> CausalTrainResult:
 
 
 def save_trained_model(model, tokenizer, out: Path, resolved, params: SftParams | CausalLmParams) -> Path:
-    """Save a trained model with ``save_causal_lm``; a QLoRA adapter is first merged into a bf16 copy of the base."""
+    """Save a trained model with ``save_causal_lm``, whole or not at all and never with NaN/inf weights
+    (``save_model_directory``); a QLoRA adapter is first merged into a bf16 copy of the base."""
+    return save_model_directory(model, out, lambda path: _write_trained_model(model, tokenizer, path, resolved, params))
+
+
+def _write_trained_model(model, tokenizer, out: Path, resolved, params: SftParams | CausalLmParams) -> Path:
     if not isinstance(params.method, QLoraMethod):
         return save_causal_lm(model, tokenizer, out)
     # A LoRA adapter trained on a 4-bit base is merged into a full-precision copy of the base, not into 4-bit weights.
@@ -292,6 +301,7 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
     placement = resolve_placement(training.device, training.precision)
     texts = train["prompt"].tolist() + train["response"].tolist()
     resolved, model, tokenizer = _load_base(params, placement, out, texts)
+    check_max_length(model.config, training.max_length, "training.max_length", resolved.name_or_path)
     check_positions(model, params.method, training.max_length)
     splits = {"train": render_frame(train, template, tokenizer)}
     if not validation.empty:
@@ -299,7 +309,9 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
     # Tokenized once here (for the length statistics and for training); SFTTrainer skips its own tokenization.
     tokenized = {name: tokenize_examples(tokenizer, f["prompt"], f["completion"], training.max_length,
                                          params.completion_only) for name, f in splits.items()}
-    tokenization = {name: token_length_stats(t.lengths, training.max_length) for name, t in tokenized.items()}
+    tokenization = {name: token_length_stats(t.lengths, training.max_length)
+                    | {"dropped_no_completion": check_completions_left(name, t, training.max_length)}
+                    for name, t in tokenized.items()}
     datasets = {name: Dataset.from_dict(t.columns) for name, t in tokenized.items()}
     has_validation = "validation" in datasets
     if isinstance(params.method, AdaLoraMethod) and params.packing and training.max_steps <= 0:
@@ -320,7 +332,7 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
         optimizers=(prepared.optimizer, None),
     )
     return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization,
-                         plan)
+                         plan, "train_sft")
 
 
 def group_texts(token_ids: list[list[int]], block_size: int, eos_token_id: int) -> list[list[int]]:

@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from finetune.models.sources import ResolvedModel, pretrained_kwargs, warn_remote_code
-from finetune.params import HubModel, LocalModel, TinyGpt2Model, TinyLlamaModel
+from finetune.models.sources import ResolvedModel, check_safetensors, pretrained_kwargs, warn_remote_code
+from finetune.params import GgufModel, HubModel, LocalModel, TinyGpt2Model, TinyLlamaModel
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -113,21 +113,29 @@ def build_tiny_causal_lm(spec: TinyGpt2Model | TinyLlamaModel, out_dir: str | Pa
 
 
 def resolve_causal_model(
-    spec: HubModel | LocalModel | TinyGpt2Model | TinyLlamaModel,
+    spec: HubModel | LocalModel | GgufModel | TinyGpt2Model | TinyLlamaModel,
     workdir: str | Path,
     texts: Iterable[str] | None = None,
 ) -> ResolvedModel:
-    """Turn a causal-LM spec into a loadable reference, building a tiny model under ``workdir`` when needed.
+    """Turn a causal-LM spec into a loadable reference, building a tiny model (or de-quantising a GGUF file) under
+    ``workdir`` when needed.
 
     Raises:
-        ValueError: A local path without ``config.json``, or a tiny model without texts.
+        ValueError: A local path without ``config.json`` or with an unreadable ``*.safetensors`` file, or a tiny
+            model without texts.
     """
     if isinstance(spec, HubModel):
         return ResolvedModel(spec.id, spec.revision, f"hub {spec.id}@{spec.revision}", warn_remote_code(spec))
     if isinstance(spec, LocalModel):
         if not (spec.path / "config.json").is_file() and not (spec.path / ADAPTER_CONFIG).is_file():
             raise ValueError(f"{spec.path}: not a model directory (no config.json)")
+        check_safetensors(spec.path)
         return ResolvedModel(str(spec.path), None, f"local {spec.path}", warn_remote_code(spec))
+    if isinstance(spec, GgufModel):
+        from finetune.models.gguf import convert_gguf, gguf_file
+
+        path = convert_gguf(spec, Path(workdir) / "gguf")
+        return ResolvedModel(str(path), None, f"gguf {gguf_file(spec)} ({spec.dtype})")
     if texts is None:
         raise ValueError(f"a {spec.kind} model needs texts to train its tokenizer on")
     path = build_tiny_causal_lm(spec, Path(workdir) / spec.kind, texts)
@@ -136,13 +144,14 @@ def resolve_causal_model(
 
 
 def base_model_directory(
-    spec: HubModel | LocalModel | TinyGpt2Model | TinyLlamaModel,
+    spec: HubModel | LocalModel | GgufModel | TinyGpt2Model | TinyLlamaModel,
     workdir: str | Path,
     texts: Iterable[str] | None = None,
 ) -> tuple[Path, str]:
     """A local directory holding the starting model, so training and baselines read the same files.
 
-    Tiny models are built under ``workdir``; local paths are used as they are; hub models are fetched at their pinned
+    Tiny models are built under ``workdir``; GGUF files are de-quantised into ``workdir/gguf``; local paths are used
+    as they are; hub models are fetched at their pinned
     revision with ``snapshot_download`` (weights in safetensors, config and tokenizer files, and the repository's
     ``*.py`` files only with ``trust_remote_code``; the local cache serves offline runs).
 
@@ -158,6 +167,7 @@ def base_model_directory(
     if resolved.trust_remote_code:
         patterns.append("*.py")
     path = snapshot_download(spec.id, revision=spec.revision, allow_patterns=patterns)
+    check_safetensors(path)
     return Path(path), resolved.description
 
 
@@ -241,11 +251,13 @@ def load_causal_lm(model_dir: str | Path, device: str | None = None):
         ``(model, tokenizer)`` with the model in eval mode; a ``PeftModel`` for prompt-learning adapters.
 
     Raises:
-        ValueError: The directory has neither ``config.json`` nor an adapter with its base model.
+        ValueError: The directory has neither ``config.json`` nor an adapter with its base model, or holds an
+            unreadable ``*.safetensors`` file.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(model_dir)
+    check_safetensors(path)
     if (path / ADAPTER_CONFIG).is_file():
         from peft import PeftModel
 

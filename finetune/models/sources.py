@@ -72,6 +72,60 @@ def sentence_transformers_kwargs(trust_remote_code: bool = False, revision: str 
     return {"trust_remote_code": trust_remote_code, "revision": revision, "model_kwargs": {"use_safetensors": True}}
 
 
+def check_safetensors(directory: str | Path) -> None:
+    """Open the header of every ``*.safetensors`` file under a model directory, so a truncated or corrupt
+    download is named by path before any loader reports it without one.
+
+    Only headers are read (safetensors memory-maps and checks that the header's offsets cover the file), so this
+    costs milliseconds even for multi-GB weights.
+
+    Raises:
+        ValueError: ``<dir>/model.safetensors: not a readable safetensors file (<reason>)``.
+    """
+    from safetensors import safe_open
+
+    for path in sorted(Path(directory).rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as error:  # SafetensorError, OSError: the reason goes into the one-line message
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise ValueError(
+                f"{path}: not a readable safetensors file ({reason}); re-download or re-save the model"
+            ) from None
+
+
+# RoBERTa-style embeddings number positions from pad_token_id + 1 (= 2), so 2 of max_position_embeddings are unusable.
+_OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "xlm-roberta-xl": 2, "camembert": 2, "longformer": 2}
+
+
+def check_max_length(config, max_length: int, key: str, model_name: str) -> None:
+    """Fail before training when sequences of ``max_length`` tokens cannot fit the model's position embeddings.
+
+    Without this a too-long batch ends deep inside the forward pass in a tensor-size mismatch.
+
+    Args:
+        config: The model's transformers config (``max_position_embeddings``; GPT-2's ``n_positions`` maps to it).
+        max_length: The configured sequence length.
+        key: The config key that set it, for the message (``"training.max_length"``).
+        model_name: The model's name or path, for the message.
+
+    Raises:
+        ValueError: ``training.max_length (1024) exceeds the model's 512 positions (max_position_embeddings of
+            <model>)``.
+    """
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return
+    offset = _OFFSET_POSITIONS.get(getattr(config, "model_type", ""), 0)
+    if max_length > positions - offset:
+        source = f"max_position_embeddings of {model_name}"
+        if offset:
+            source = f"max_position_embeddings {positions} of {model_name} minus {offset} for its padding offset"
+        raise ValueError(f"{key} ({max_length}) exceeds the model's {positions - offset} positions ({source}); "
+                         f"lower {key} to at most {positions - offset}")
+
+
 def warn_remote_code(spec) -> bool:
     """``spec.trust_remote_code`` (False for sources that have no such field), logging a warning when it is on."""
     trusted = bool(getattr(spec, "trust_remote_code", False))
@@ -94,17 +148,19 @@ def resolve_model(
         texts: Training text for the tiny model's tokenizer (required for ``tiny_bert``).
 
     Raises:
-        ValueError: A local path without ``config.json``, a package without ``get_model_path``, or a tiny model
-            without texts.
+        ValueError: A local path without ``config.json`` or with an unreadable ``*.safetensors`` file, a package
+            without ``get_model_path``, or a tiny model without texts.
     """
     if isinstance(spec, HubModel):
         return ResolvedModel(spec.id, spec.revision, f"hub {spec.id}@{spec.revision}", warn_remote_code(spec))
     if isinstance(spec, LocalModel):
         if not (spec.path / "config.json").is_file():
             raise ValueError(f"{spec.path}: not a model directory (no config.json)")
+        check_safetensors(spec.path)
         return ResolvedModel(str(spec.path), None, f"local {spec.path}", warn_remote_code(spec))
     if isinstance(spec, PackagedModel):
         path = packaged_model_path(spec.package)
+        check_safetensors(path)
         return ResolvedModel(str(path), None, f"package {spec.package} ({path})")
     if texts is None:
         raise ValueError("a tiny_bert model needs texts to train its tokenizer on")

@@ -20,7 +20,12 @@ import pandas as pd
 
 from finetune.data.types import RankingSet, Run
 from finetune.device import Placement, resolve_placement
-from finetune.models.sources import count_parameters, resolve_model, sentence_transformers_kwargs
+from finetune.models.sources import (
+    check_max_length,
+    count_parameters,
+    resolve_model,
+    sentence_transformers_kwargs,
+)
 from finetune.params import CrossEncoderParams, MiningParams, TrainingParams
 from finetune.training import (
     CheckpointPlan,
@@ -244,6 +249,7 @@ def train_cross_encoder(
         max_length=params.training.max_length,
         device=placement.device,
     )
+    check_max_length(model.model.config, params.training.max_length, "training.max_length", resolved.name_or_path)
     dataset = to_loss_dataset(pairs, params.loss)
     extra = {} if curriculum is None else {"curriculum": curriculum.for_rows(instance_qids(pairs, params.loss))}
     plan = checkpoint_plan("cross_encoder", params.training.checkpoints, params, pairs, curriculum)
@@ -258,7 +264,7 @@ def train_cross_encoder(
     )
     model_dir = out / "model"
     with onednn_linears(model, enabled=placement.device == "cpu" and placement.precision == "fp32"):
-        run = train_and_save(trainer, model, model_dir, plan)
+        run = train_and_save(trainer, model, model_dir, plan, "train_cross_encoder")
     return TrainResult(
         model_dir=model_dir,
         log_history=run.history,

@@ -185,7 +185,7 @@ def train_cross_encoder_student(
         loss=cross_encoder_loss(model, params.loss),
     )
     model_dir = out / "model"
-    run = train_and_save(trainer, model, model_dir, plan)
+    run = train_and_save(trainer, model, model_dir, plan, "train_cross_encoder_student")
     return TrainResult(model_dir=model_dir, log_history=run.history, num_parameters=count_parameters(model),
                        train_seconds=run.seconds, train_examples=len(dataset), base_model=description,
                        device=f"{placement.device}/{placement.precision}", resumed_from_step=run.resumed_from_step)

@@ -224,7 +224,7 @@ def train_dual_encoder(
         loss=build_loss(model, params),
     )
     model_dir = out / "model"
-    run = train_and_save(trainer, model, model_dir, plan)
+    run = train_and_save(trainer, model, model_dir, plan, "train_dual_encoder")
     return DualTrainResult(
         model_dir=model_dir,
         log_history=run.history,

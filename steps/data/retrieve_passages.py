@@ -16,6 +16,7 @@ def retrieve_passages(
     test_queries: pd.DataFrame,
     rag: RagParams,
     retriever_model_dir: ModelDirectory | None = None,
+    model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> tuple[
     Annotated[pd.DataFrame, "train_examples"],
     Annotated[pd.DataFrame, "test_examples"],

@@ -13,7 +13,10 @@ from steps.metadata import record
 
 @step
 def score_difficulty(
-    train_pairs: pd.DataFrame, difficulty: DifficultyParams, model_dir: ModelDirectory | None = None
+    train_pairs: pd.DataFrame,
+    difficulty: DifficultyParams,
+    model_dir: ModelDirectory | None = None,
+    model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> Annotated[dict[str, float], "difficulty_scores"]:
     """Difficulty of every training query (higher = harder) by one of Penha & Hauff's functions.
 

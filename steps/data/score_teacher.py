@@ -11,7 +11,10 @@ from steps.metadata import record
 
 @step
 def score_teacher(
-    train_pairs: pd.DataFrame, teacher_model_dir: ModelDirectory, teacher: TeacherParams
+    train_pairs: pd.DataFrame,
+    teacher_model_dir: ModelDirectory,
+    teacher: TeacherParams,
+    model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> Annotated[pd.DataFrame, "teacher_scores"]:
     """The teacher's score of every mined (query, passage) row, computed once and cached as ``teacher_scores``."""
     scored, seconds = score(train_pairs, teacher_model_dir.path, teacher_model_dir.kind, teacher.batch_size,

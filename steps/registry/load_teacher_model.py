@@ -14,7 +14,9 @@ from steps.metadata import record
 
 @step
 def load_teacher_model(
-    teacher: TeacherParams, train_pairs: pd.DataFrame
+    teacher: TeacherParams,
+    train_pairs: pd.DataFrame,
+    model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> Annotated[ModelDirectory, ArtifactConfig(name="teacher_model_dir", artifact_type=ArtifactType.MODEL)]:
     """Materialise a teacher given as a model spec (hub id, local path, package, tiny BERT) as a model directory.
 

@@ -14,7 +14,10 @@ from steps.metadata import record
 
 @step
 def prepare_retriever(
-    retriever: RagRetrieverParams, corpus: pd.DataFrame, train_queries: pd.DataFrame
+    retriever: RagRetrieverParams,
+    corpus: pd.DataFrame,
+    train_queries: pd.DataFrame,
+    model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> Annotated[ModelDirectory, ArtifactConfig(name="retriever_model_dir", artifact_type=ArtifactType.MODEL)]:
     """A dual-encoder retriever given as a model spec, saved as a sentence-transformers directory (a ``tiny_bert``
     spec trains its tokenizer on the queries and passages). A registered version needs no step: the pipeline

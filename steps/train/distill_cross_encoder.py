@@ -14,7 +14,10 @@ from steps.metadata import record
 
 @step
 def distill_cross_encoder(
-    teacher_scores: pd.DataFrame, teacher_model_dir: ModelDirectory, distillation: CrossEncoderDistillationParams
+    teacher_scores: pd.DataFrame,
+    teacher_model_dir: ModelDirectory,
+    distillation: CrossEncoderDistillationParams,
+    model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> tuple[
     Annotated[ModelDirectory, ArtifactConfig(name="model_dir", artifact_type=ArtifactType.MODEL)],
     Annotated[list[dict], "training_log"],

@@ -15,7 +15,10 @@ from steps.metadata import record
 
 @step
 def prepare_causal_lm(
-    model: CausalModelSpec, train_data: pd.DataFrame, quantize_4bit: bool = False
+    model: CausalModelSpec,
+    train_data: pd.DataFrame,
+    quantize_4bit: bool = False,
+    model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> Annotated[ModelDirectory, ArtifactConfig(name="base_model_dir", artifact_type=ArtifactType.MODEL)]:
     """The starting model as a directory artifact: a tiny model built with a BPE tokenizer trained on the training
     text, a local directory, or a hub snapshot at its pinned revision. Training and the few-shot baseline read it.

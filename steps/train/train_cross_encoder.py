@@ -14,7 +14,9 @@ from steps.metadata import record
 
 @step
 def train_cross_encoder(
-    train_pairs: pd.DataFrame, cross_encoder: CrossEncoderParams
+    train_pairs: pd.DataFrame,
+    cross_encoder: CrossEncoderParams,
+    model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> tuple[
     Annotated[ModelDirectory, ArtifactConfig(name="model_dir", artifact_type=ArtifactType.MODEL)],
     Annotated[list[dict], "training_log"],

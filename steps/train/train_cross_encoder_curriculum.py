@@ -21,6 +21,7 @@ def train_cross_encoder_curriculum(
     c0: float = 0.33,
     full_data_fraction: float = 0.9,
     seed: int = 0,
+    model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> tuple[
     Annotated[ModelDirectory, "trained_model_dir"],
     Annotated[list[dict], "training_log"],

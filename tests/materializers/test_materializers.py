@@ -29,13 +29,17 @@ def test_trec_run_is_a_real_run_file(tmp_path, zenml_client):
 def test_model_directory_is_stored_file_by_file(tmp_path, zenml_client):
     src = tmp_path / "src"
     (src / "1_Pooling").mkdir(parents=True)
-    (src / "model.safetensors").write_bytes(b"\x00weights")
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.arange(6, dtype=torch.float32)}, src / "model.safetensors")  # loads check the header
+    weights = (src / "model.safetensors").read_bytes()
     (src / "config.json").write_text("{}")
     (src / "1_Pooling" / "config.json").write_text('{"pooling": "mean"}')
     uri = tmp_path / "artifact"
     m = ModelDirectoryMaterializer(str(uri))
     m.save(ModelDirectory(src, "cross_encoder", "tiny", 42))
-    assert (uri / "model" / "model.safetensors").read_bytes() == b"\x00weights"
+    assert (uri / "model" / "model.safetensors").read_bytes() == weights
     loaded = m.load(ModelDirectory)
     assert loaded.files() == ["1_Pooling/config.json", "config.json", "model.safetensors"]
     assert (Path(loaded.path) / "1_Pooling" / "config.json").read_text() == '{"pooling": "mean"}'

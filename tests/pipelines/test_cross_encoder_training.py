@@ -10,12 +10,13 @@ import pytest
 import yaml
 
 from finetune.data.demo import write_demo_msmarco
+from finetune.data.types import DataFormatError
 
 pytestmark = pytest.mark.slow
 
 CACHED_ON_RERUN = {"load_msmarco", "retrieve_first_stage", "mine_hard_negatives", "train_cross_encoder",
                    "rerank_candidates", "evaluate_reranker"}
-ALWAYS_RUN = {"fingerprint_sources", "promote_model"}
+ALWAYS_RUN = {"fingerprint_sources", "fingerprint_base_model", "promote_model"}
 
 
 def _config(tmp_path, files, model_name):
@@ -96,7 +97,7 @@ def test_train_rerun_cached_edit_reingests_and_bad_input_registers_nothing(tmp_p
     lines[4] = "not-an-id\t" + lines[4].split("\t", 1)[1]
     files["collection"].write_text("\n".join(lines) + "\n")
     versions_before = {v.number for v in zenml_client.list_model_versions(model_name, size=100).items}
-    with pytest.raises(RuntimeError, match="load_msmarco"):
+    with pytest.raises(DataFormatError, match=r":5: "):  # fail-fast: the step's own error
         _run(config)
     failed = zenml_client.list_pipeline_runs(sort_by="desc:created", size=1).items[0]
     assert str(failed.status) == "failed"

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from finetune.data.types import DataFormatError
+
 pytestmark = pytest.mark.slow
 
 DEMO = Path(__file__).parents[2] / "configs" / "demo" / "dpo_alignment.yaml"
@@ -57,7 +59,7 @@ def test_transcripts_without_a_shared_prompt_stop_the_run_naming_file_and_line(t
     data_file = tmp_path / "hh.jsonl"
     data_file.write_text("".join(json.dumps(r) + "\n" for r in [good] * 9 + [bad]))
     path, _ = _config(tmp_path, data={"kind": "file", "path": str(data_file), "format": "hh_rlhf"})
-    with pytest.raises(RuntimeError, match="load_preferences"):
+    with pytest.raises(DataFormatError, match="share no prefix"):  # fail-fast: the step's own error
         _run(path)
     failed = zenml_client.list_pipeline_runs(sort_by="desc:created", size=1).items[0]
     last_line = failed.steps["load_preferences"].exception_info.traceback.strip().splitlines()[-1]

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from finetune.data.demo_text import write_demo_instructions
+from finetune.data.types import DataFormatError
 
 pytestmark = pytest.mark.slow
 
@@ -89,14 +90,14 @@ def test_sft_training_promotes_caches_and_rejects_malformed_data(tmp_path, zenml
     # report, when the decision changed: the second run is compared with the first if that one was promoted).
     second = _statuses(zenml_client, _run("sft_training", config).id)
     assert {s for s, status in second.items() if status == "completed"} - {"build_generation_report"} == {
-        "fingerprint_instructions", "fingerprint_multiple_choice", "promote_model"}
+        "fingerprint_instructions", "fingerprint_multiple_choice", "fingerprint_base_model", "promote_model"}
 
     # A malformed record stops the run with one line naming file and line; no model version is left behind.
     lines = data_file.read_text().splitlines()
     lines[6] = json.dumps({"instruction": "no answer here", "input": ""})
     data_file.write_text("\n".join(lines) + "\n")
     versions_before = {v.number for v in zenml_client.list_model_versions(model_name, size=100).items}
-    with pytest.raises(RuntimeError, match="load_instructions"):
+    with pytest.raises(DataFormatError, match="has no 'output'"):  # fail-fast: the step's own error
         _run("sft_training", config)
     failed = zenml_client.list_pipeline_runs(sort_by="desc:created", size=1).items[0]
     last_line = failed.steps["load_instructions"].exception_info.traceback.strip().splitlines()[-1]

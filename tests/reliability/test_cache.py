@@ -5,10 +5,15 @@ Three levels: the fingerprint functions on every file role of every source (fast
 the real fingerprint, load and first downstream steps of every data family (MS MARCO files with a run, instruction
 JSONL, a text corpus, preference pairs, ARC questions, RAG sources), where a byte changed in one family must re-run
 exactly that family's branch; and ``cross_encoder_training`` end to end.
+
+Model inputs likewise: every step that loads a model from a spec takes its role's ``fingerprint_models`` artifact
+(checked on every pipeline, fast), and weights replaced in a ``kind: local`` folder re-train (end to end).
 """
 
+import inspect
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -238,7 +243,7 @@ def test_each_family_reingests_on_a_changed_byte_and_nothing_on_a_touch(sources,
 
 CROSS_ENCODER_STEPS = {"load_msmarco", "retrieve_first_stage", "mine_hard_negatives", "train_cross_encoder",
                        "rerank_candidates", "evaluate_reranker"}
-NEVER_CACHED = {"fingerprint_sources", "promote_model"}
+NEVER_CACHED = {"fingerprint_sources", "fingerprint_base_model", "promote_model"}
 AFTER_THE_GATE = {"build_ranking_report"}  # reads the gate's decision, which may change once a version exists
 
 
@@ -275,3 +280,97 @@ def test_cross_encoder_training_touch_is_cached_and_one_byte_reruns_everything(t
     assert {s: touched[s] for s in NEVER_CACHED} == dict.fromkeys(NEVER_CACHED, "completed")
     flip_one_byte(files["collection"])
     assert run() == dict.fromkeys(every_step, "completed")
+
+
+# ------------------------------------------------------------------------------------- model inputs in the cache key
+
+ROOT = Path(__file__).resolve().parents[2]
+# Steps that load a model from a spec (stage_train_pairs stands in for the multi-GPU training step it feeds).
+LOADS_A_MODEL_SPEC = {"train_cross_encoder", "train_cross_encoder_curriculum", "train_dual_encoder",
+                      "distill_cross_encoder", "distill_dual_encoder", "load_teacher_model", "score_teacher",
+                      "prepare_causal_lm", "prepare_retriever", "stage_train_pairs"}
+DUAL_ENCODER_RETRIEVER = {"kind": "dual_encoder", "k": 2, "model": {"kind": "tiny_bert", "vocab_size": 200}}
+TINY_GPT2 = {"kind": "tiny_gpt2", "vocab_size": 300}
+
+
+def _demo_configs():
+    """(pipeline, parameters) for every demo config, the multi-GPU variants, and the optional models switched on."""
+    configs = [(p.stem, yaml.safe_load(p.read_text())["parameters"]) for p in sorted((ROOT / "configs/demo").glob(
+        "*.yaml")) if p.stem != "retraining"]  # retraining is dynamic: its steps are cross_encoder_steps' (below)
+    by_name = dict(configs)
+    configs += [(f"{name}_multi_gpu", by_name[name]) for name in ("cross_encoder_training", "sft_training")]
+    rag, dpo = by_name["rag_intent"], by_name["dpo_alignment"]
+    configs.append(("rag_intent", {**rag, "rag": {**rag["rag"], "retriever": DUAL_ENCODER_RETRIEVER}}))
+    configs.append(("dpo_alignment", {**dpo, "dpo": {**dpo["dpo"], "reference": "model",
+                                                     "reference_model": TINY_GPT2}}))
+    return configs
+
+
+@pytest.mark.parametrize(("name", "parameters"), _demo_configs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_step_that_loads_a_model_spec_takes_its_fingerprints(name, parameters):
+    from pydantic import TypeAdapter
+
+    from pipelines.config_check import pipelines_by_name
+
+    pipe = pipelines_by_name()[name]
+    signature = inspect.signature(pipe.entrypoint)
+    pipe.prepare(**{k: TypeAdapter(signature.parameters[k].annotation).validate_python(v)
+                    for k, v in parameters.items()})
+    invocations = pipe.invocations
+    loaders = {i: inv for i, inv in invocations.items() if inv.step.name in LOADS_A_MODEL_SPEC
+               or (inv.step.name == "score_difficulty" and inv.parameters["difficulty"].semantic_model is not None)
+               or (inv.step.name == "retrieve_passages" and "retriever_model_dir" in inv.input_artifacts)}
+    assert loaders, name
+    for invocation_id, invocation in loaders.items():
+        source = invocation.input_artifacts.get("model_fingerprints")
+        assert source is not None, f"{name}: {invocation_id} has no model_fingerprints input"
+        assert invocations[source.invocation_id].step.name == "fingerprint_models"
+        assert invocations[source.invocation_id].step.enable_cache is False
+
+
+@pytest.mark.slow
+def test_cross_encoder_training_retrains_when_local_weights_change(tmp_path, zenml_client):
+    """A ``kind: local`` base model: an unchanged folder keeps the trained model cached; the same folder with other
+    weights (same config and tokenizer, another seed) re-trains, although the spec (the path) is the same."""
+    from finetune.models.sources import build_tiny_bert
+    from finetune.params import TinyBertModel
+    from pipelines.ranking import cross_encoder_training
+
+    files = write_demo_msmarco(tmp_path / "data", num_queries=12, passages_per_query=8, seed=5)
+    texts = [line.split("\t", 1)[1] for line in files["collection"].read_text().splitlines()]
+    tiny = {"vocab_size": 200, "hidden_size": 16}
+    model = build_tiny_bert(TinyBertModel(**tiny, seed=0), tmp_path / "base_model", texts)
+    source = {"kind": "msmarco_files", **{k: str(files[k]) for k in ("collection", "queries", "qrels")}}
+    config = tmp_path / "cross_encoder_training.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": f"cache_local_{uuid.uuid4().hex[:8]}"},
+        "parameters": {
+            "data": {"train": source, "eval_fraction": 0.25},
+            "retrieval": {"k": 8},
+            "mining": {"negatives_per_positive": 2, "depth": 8, "max_positives_per_query": 1},
+            "cross_encoder": {"model": {"kind": "local", "path": str(model)},
+                              "training": {"max_steps": 2, "per_device_batch_size": 4, "max_length": 48,
+                                           "device": "cpu", "precision": "fp32"}},
+            "evaluation": {"rerank_depth": 8, "metrics": ["ndcg@10"]},
+        },
+    }))
+
+    def run():
+        run = zenml_client.get_pipeline_run(cross_encoder_training.with_options(config_path=str(config))().id)
+        step = run.steps["fingerprint_base_model"]
+        return {name: str(s.status) for name, s in run.steps.items()}, step.outputs["model_fingerprints"][0].load()
+
+    first, fingerprint = run()
+    assert set(first.values()) == {"completed"} and fingerprint["base_model"].startswith("local sha256:")
+    unchanged, same = run()
+    assert same == fingerprint and unchanged["fingerprint_base_model"] == "completed"
+    assert {s: unchanged[s] for s in CROSS_ENCODER_STEPS} == dict.fromkeys(CROSS_ENCODER_STEPS, "cached")
+
+    weights = (model / "model.safetensors").read_bytes()
+    build_tiny_bert(TinyBertModel(**tiny, seed=1), model, texts)  # new weights in place, same folder
+    assert (model / "model.safetensors").read_bytes() != weights
+    replaced, other = run()
+    assert other["base_model"] != fingerprint["base_model"]
+    assert replaced["train_cross_encoder"] == replaced["rerank_candidates"] == "completed"
+    assert {s: replaced[s] for s in ("load_msmarco", "retrieve_first_stage", "mine_hard_negatives")} == dict.fromkeys(
+        ("load_msmarco", "retrieve_first_stage", "mine_hard_negatives"), "cached")

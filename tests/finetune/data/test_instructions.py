@@ -124,3 +124,25 @@ def test_hub_instructions_loader_reads_a_dataset_directory(tmp_path):
                                    validation_fraction=0.1, test_fraction=0.1)
     train, val, test = load_instruction_data(params)
     assert len(train) == 8 and sorted(pd.concat([train, val, test])["response"]) == sorted(str(i) for i in range(10))
+
+
+def test_seed_tasks_give_one_example_per_instance_and_extra_files_are_appended(tmp_path):
+    """Self-instruct seed tasks (``instruction`` + ``instances``) as ../shared/evaldata/alpaca/seed_tasks.jsonl ships
+    them: a task with two instances is two examples (ids ``-<line>.<k>``), one with one instance keeps ``-<line>``."""
+    seeds = _write(tmp_path / "seed.jsonl", [
+        json.dumps({"id": "seed_task_0", "instruction": "double it", "instances": [{"input": "2", "output": "4"},
+                                                                                  {"input": "5", "output": "10"}]}),
+        json.dumps({"id": "seed_task_1", "instruction": "greet", "instances": [{"input": "", "output": "hello"}]}),
+    ])
+    frame = read_instruction_file(seeds)
+    assert frame["id"].tolist() == ["seed-1.0", "seed-1.1", "seed-2"]
+    assert frame["prompt"].tolist() == ["double it\n\n2", "double it\n\n5", "greet"]
+    assert frame["response"].tolist() == ["4", "10", "hello"]
+    alpaca = _write(tmp_path / "alpaca.jsonl", [json.dumps({"instruction": "say hi", "input": "", "output": "hi"})])
+    params = InstructionDataParams(source=InstructionFile(path=alpaca, extra_paths=(seeds,)), validation_fraction=0.0,
+                                   test_fraction=0.0)
+    train, _, _ = load_instruction_data(params)
+    assert sorted(train["id"]) == ["alpaca-1", "seed-1.0", "seed-1.1", "seed-2"]
+    bad = _write(tmp_path / "bad.jsonl", [json.dumps({"instruction": "x", "instances": []})])
+    with pytest.raises(DataFormatError, match=r"bad.jsonl:1: 'instances' must be a non-empty list"):
+        read_instruction_file(bad)

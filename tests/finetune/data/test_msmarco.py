@@ -185,16 +185,17 @@ def test_load_msmarco_files_reads_all_files_and_keeps_unjudged_queries(files):
 def test_fingerprints_are_sha256_of_the_file_bytes(files):
     fingerprints = load_msmarco_files(**files).fingerprints
     assert fingerprints == {
-        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in files.values()
+        str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in files.values()
     }
-    assert all(sha256_file(path) == fingerprints[path.name] for path in files.values())
+    assert all(sha256_file(path) == fingerprints[str(path)] for path in files.values())
 
     data = bytearray(files["collection"].read_bytes())
     data[-2] = ord("y")  # the last passage "x" becomes "y": same length, one byte different
     files["collection"].write_bytes(bytes(data))
     changed = load_msmarco_files(**files).fingerprints
-    assert changed["collection.tsv"] != fingerprints["collection.tsv"]
-    assert changed["queries.tsv"] == fingerprints["queries.tsv"]
+    collection, queries = str(files["collection"]), str(files["queries"])
+    assert changed[collection] != fingerprints[collection]
+    assert changed[queries] == fingerprints[queries]
 
 
 def test_qrels_naming_unknown_qid_or_pid_is_an_error_on_its_line(files):
@@ -247,7 +248,7 @@ def test_load_triples_builds_judgments_and_a_candidate_run(tmp_path):
     assert ranking_set.qrels == {q1: {a: 1, b: 1, c: 0}, q2: {d: 1, b: 0}}
     # First-seen order: each line's positive before its negative.
     assert ranking_set.run == {q1: {a: 3.0, b: 2.0, c: 1.0}, q2: {d: 2.0, b: 1.0}}
-    assert ranking_set.fingerprints == {"triples.tsv": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert ranking_set.fingerprints == {str(path): hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def test_text_ids_are_deterministic_digit_strings():
