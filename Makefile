@@ -91,7 +91,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.write_benchmarks
 
 # Quality on the real data in ../shared/evaldata (hours on 2 cores); results are written up by hand in BENCHMARKS.md.
-bench-quality: $(STAMP)
+bench-quality: $(STAMP) .zen
+	$(BIN)/zenml pipeline run pipelines.generation.causal_lm_training -c configs/causal_lm_training_smollm2.yaml
+	$(BIN)/python -m pipelines.show causal_lm_training
+	$(BIN)/zenml pipeline run pipelines.generation.sft_training -c configs/sft_training_smollm2.yaml
+	$(BIN)/python -m pipelines.show sft_training
+	$(BIN)/python -m bench.real_model_paired
 	$(BIN)/python -m bench.cross_encoder_dl19
 	$(BIN)/python -m bench.curriculum_dl19
 	$(BIN)/python -m bench.ranking_distillation_dl19

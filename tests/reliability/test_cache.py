@@ -247,25 +247,32 @@ NEVER_CACHED = {"fingerprint_sources", "fingerprint_base_model", "promote_model"
 AFTER_THE_GATE = {"build_ranking_report"}  # reads the gate's decision, which may change once a version exists
 
 
-@pytest.mark.slow
-def test_cross_encoder_training_touch_is_cached_and_one_byte_reruns_everything(tmp_path, zenml_client):
-    from pipelines.ranking import cross_encoder_training
-
-    files = write_demo_msmarco(tmp_path / "data", num_queries=12, passages_per_query=8, seed=5)
+def _cross_encoder_config(tmp_path: Path, files: dict, model: dict, model_name: str) -> Path:
+    """A cross_encoder_training run config on demo MS MARCO files: 2 updates of a tiny model, BM25 depth 8."""
     source = {"kind": "msmarco_files", **{k: str(files[k]) for k in ("collection", "queries", "qrels")}}
     config = tmp_path / "cross_encoder_training.yaml"
     config.write_text(yaml.safe_dump({
-        "model": {"name": f"cache_{uuid.uuid4().hex[:8]}"},
+        "model": {"name": model_name},
         "parameters": {
             "data": {"train": source, "eval_fraction": 0.25},
             "retrieval": {"k": 8},
             "mining": {"negatives_per_positive": 2, "depth": 8, "max_positives_per_query": 1},
-            "cross_encoder": {"model": {"kind": "tiny_bert", "vocab_size": 200, "hidden_size": 16},
+            "cross_encoder": {"model": model,
                               "training": {"max_steps": 2, "per_device_batch_size": 4, "max_length": 48,
                                            "device": "cpu", "precision": "fp32"}},
             "evaluation": {"rerank_depth": 8, "metrics": ["ndcg@10", "mrr@10"]},
         },
     }))
+    return config
+
+
+@pytest.mark.slow
+def test_cross_encoder_training_touch_is_cached_and_one_byte_reruns_everything(tmp_path, zenml_client):
+    from pipelines.ranking import cross_encoder_training
+
+    files = write_demo_msmarco(tmp_path / "data", num_queries=12, passages_per_query=8, seed=5)
+    config = _cross_encoder_config(tmp_path, files, {"kind": "tiny_bert", "vocab_size": 200, "hidden_size": 16},
+                                   f"cache_{uuid.uuid4().hex[:8]}")
 
     def run() -> dict[str, str]:
         return _statuses(zenml_client, cross_encoder_training.with_options(config_path=str(config))())
@@ -340,20 +347,8 @@ def test_cross_encoder_training_retrains_when_local_weights_change(tmp_path, zen
     texts = [line.split("\t", 1)[1] for line in files["collection"].read_text().splitlines()]
     tiny = {"vocab_size": 200, "hidden_size": 16}
     model = build_tiny_bert(TinyBertModel(**tiny, seed=0), tmp_path / "base_model", texts)
-    source = {"kind": "msmarco_files", **{k: str(files[k]) for k in ("collection", "queries", "qrels")}}
-    config = tmp_path / "cross_encoder_training.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"name": f"cache_local_{uuid.uuid4().hex[:8]}"},
-        "parameters": {
-            "data": {"train": source, "eval_fraction": 0.25},
-            "retrieval": {"k": 8},
-            "mining": {"negatives_per_positive": 2, "depth": 8, "max_positives_per_query": 1},
-            "cross_encoder": {"model": {"kind": "local", "path": str(model)},
-                              "training": {"max_steps": 2, "per_device_batch_size": 4, "max_length": 48,
-                                           "device": "cpu", "precision": "fp32"}},
-            "evaluation": {"rerank_depth": 8, "metrics": ["ndcg@10"]},
-        },
-    }))
+    config = _cross_encoder_config(tmp_path, files, {"kind": "local", "path": str(model)},
+                                   f"cache_local_{uuid.uuid4().hex[:8]}")
 
     def run():
         run = zenml_client.get_pipeline_run(cross_encoder_training.with_options(config_path=str(config))().id)
