@@ -97,9 +97,12 @@ bench-quality: $(STAMP) .zen
 	$(BIN)/zenml pipeline run pipelines.generation.sft_training -c configs/sft_training_smollm2.yaml
 	$(BIN)/python -m pipelines.show sft_training
 	$(BIN)/python -m bench.real_model_paired
-	$(BIN)/python -m bench.cross_encoder_dl19
-	$(BIN)/python -m bench.curriculum_dl19
-	$(BIN)/python -m bench.ranking_distillation_dl19
+	$(BIN)/zenml pipeline run pipelines.ranking.cross_encoder_training -c configs/cross_encoder_training_msmarco.yaml
+	$(BIN)/python -m pipelines.show cross_encoder_training
+	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_training -c configs/dual_encoder_training_msmarco.yaml
+	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_distillation -c configs/dual_encoder_distillation_msmarco.yaml
+	$(BIN)/zenml pipeline run pipelines.ranking.cross_encoder_distillation -c configs/cross_encoder_distillation_msmarco.yaml
+	$(BIN)/python -m bench.ranking_msmarco
 	$(BIN)/python -m bench.generation_wikitext
 	$(BIN)/python -m bench.lm_distillation_wikitext
 	$(BIN)/python -m bench.dpo_hh_rlhf

@@ -257,16 +257,33 @@ RankingSource = Annotated[
 ]
 
 
+class UnlabeledQueries(Params):
+    """Queries without judgments (a ``qid\tquery`` TSV) for a teacher to label: their candidates are the first
+    stage's top ``depth`` over the training collection, and their labels the teacher's scores.
+
+    Queries whose id or text is among the training or evaluation queries are dropped; ``max_queries`` keeps a
+    seeded sample of the rest (all when unset).
+    """
+
+    queries: Path
+    max_queries: int | None = Field(None, ge=1)
+    depth: int = Field(8, ge=2)
+    seed: int = 0
+
+
 class RankingDataParams(Params):
     """Training and evaluation data.
 
     With ``eval`` unset, the judged queries of ``train`` are split by a seeded shuffle into disjoint train and
     evaluation queries (``eval_fraction`` of them evaluate). With ``eval`` set, the two sources are used as they
     are ("train on set A, evaluate on set B"), and queries present in both are removed from training.
+    ``unlabeled`` adds queries without judgments, which only a teacher can label (distillation pipelines, and
+    ``cross_encoder_training`` with a ``teacher``).
     """
 
     train: RankingSource
     eval: RankingSource | None = None
+    unlabeled: UnlabeledQueries | None = None
     eval_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     split_seed: int = 13
     max_train_queries: int | None = Field(None, ge=1)
@@ -377,12 +394,46 @@ class CrossEncoderParams(Params):
     ``lambda`` (LambdaLoss, nDCG-weighted) and ``listnet`` listwise over (query, [passages]) with graded labels;
     ``mnrl`` softmax over (query, positive, negatives...). ``length_grouped_batches`` batches rows of similar
     token length (random otherwise) so batches pad less; a curriculum ignores it, as it orders the rows itself.
+
+    With a pipeline ``teacher`` (``cross_encoder_training``), the judgments give way to the teacher's scores of
+    the mined groups and of any unlabeled queries' candidates: ``teacher_loss`` (``kl``, ``margin_mse``, ``mse``,
+    see :class:`CrossEncoderDistillationParams`) at ``temperature`` replaces ``loss``.
     """
 
     model: ModelSpec = Field(default_factory=PackagedModel)
     loss: Literal["bce", "ranknet", "lambda", "listnet", "mnrl"] = "bce"
     training: TrainingParams = Field(default_factory=TrainingParams)
     length_grouped_batches: bool = True
+    teacher_loss: Literal["margin_mse", "mse", "kl"] = "kl"
+    temperature: float = Field(1.0, gt=0.0)
+
+    def as_student(self) -> CrossEncoderDistillationParams:
+        """The same model and optimisation as a distillation student (all layers kept)."""
+        return CrossEncoderDistillationParams(student=self.model, keep_layers=None, loss=self.teacher_loss,
+                                              temperature=self.temperature, training=self.training)
+
+
+class FusionParams(Params):
+    """Final score = a weighted sum of per-query min-max normalised scores: the reranker's (``1 − first_stage −
+    starting_point``), the first stage's, and the untrained starting model's (e.g. a zero-shot bi-encoder).
+
+    Interpolating a fine-tuned reranker with the first stage is standard practice (e.g. Pradeep et al., Expando-
+    Mono-Duo); each weight is fixed in the config, chosen on training or development queries.
+    """
+
+    first_stage: float = Field(0.0, ge=0.0, le=1.0)
+    starting_point: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _reranker_keeps_weight(self) -> FusionParams:
+        if self.first_stage + self.starting_point >= 1.0:
+            raise ValueError(f"fusion: first_stage ({self.first_stage}) + starting_point ({self.starting_point}) "
+                             "must stay below 1 so the reranker keeps a weight")
+        return self
+
+    @property
+    def reranker(self) -> float:
+        return 1.0 - self.first_stage - self.starting_point
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -422,10 +473,15 @@ class PromotionParams(Params):
     ``require_significance`` additionally asks the paired test against the first-stage baseline to be significant.
     ``alpha`` and ``stat_test`` are the gate's paired test against production on the items both versions were
     evaluated on (per query, per example, per pair, per prompt, per document): p must be below ``alpha``.
+    ``baseline`` (ranking pipelines that train from a model: cross-encoder, dual encoder, curriculum) says which
+    baselines the candidate must beat: the ``first_stage`` (BM25), the ``starting_point`` (the model it was
+    fine-tuned from, used untrained: "did fine-tuning help?"), or ``both``; ``require_significance`` then applies
+    to each.
     """
 
     min_delta: float = Field(0.0, ge=0.0)
     require_significance: bool = False
+    baseline: Literal["first_stage", "starting_point", "both"] = "first_stage"
     stage: Literal["production", "staging"] = "production"
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     stat_test: Literal["student", "fisher"] = "student"

@@ -104,6 +104,14 @@ class PromotionDecision:
         return asdict(self)
 
 
+def strongest_baseline(metric: str, values: Mapping[str, float]) -> str | None:
+    """The name of the hardest baseline to beat in ``metric``'s direction (None when there is none)."""
+    if not values:
+        return None
+    pick = max if higher_is_better(metric) else min
+    return pick(values, key=lambda name: values[name])
+
+
 def decide_promotion(
     metric: str,
     candidate: float,

@@ -10,6 +10,7 @@ from finetune.params import (
     DenseEvalParams,
     DualEncoderDistillationParams,
     DualEncoderParams,
+    FusionParams,
     MiningParams,
     PromotionParams,
     RankingDataParams,
@@ -19,12 +20,13 @@ from finetune.params import (
     TeacherParams,
 )
 from finetune.ranking.curriculum import NEEDS_TRAINED_MODEL, STANDARD
-from finetune.ranking.evaluation import metric_key
+from finetune.ranking.evaluation import STARTING_POINT, metric_key, vs_key
 from finetune.registry import parent_specs
 from steps.data.fingerprint_sources import fingerprint_sources
 from steps.data.load_msmarco import load_msmarco
 from steps.data.mine_hard_negatives import mine_hard_negatives
 from steps.data.retrieve_first_stage import retrieve_first_stage
+from steps.data.retrieve_unlabeled_candidates import retrieve_unlabeled_candidates
 from steps.data.score_difficulty import score_difficulty
 from steps.data.score_teacher import score_teacher
 from steps.evaluate.build_curriculum_report import build_curriculum_report
@@ -33,7 +35,9 @@ from steps.evaluate.compare_teacher_student import compare_teacher_student
 from steps.evaluate.evaluate_curricula import evaluate_curricula
 from steps.evaluate.evaluate_dual_encoder import evaluate_dual_encoder
 from steps.evaluate.evaluate_reranker import evaluate_reranker
+from steps.evaluate.fuse_scores import fuse_scores
 from steps.evaluate.rerank_candidates import rerank_candidates
+from steps.evaluate.rerank_starting_point import rerank_starting_point
 from steps.registry.fingerprint_models import fingerprint_models
 from steps.registry.hooks import discard_model_version_on_failure
 from steps.registry.load_teacher_model import load_teacher_model
@@ -55,49 +59,93 @@ def role_fingerprints(role: str, spec):
 
 
 def ranking_gate(metrics, comparison, candidate_run, fingerprints, evaluation: RankingEvalParams,
-                 retrieval: RetrievalParams, promotion: PromotionParams, parents: dict, **options):
-    """``promote_model`` for a ranking candidate: the primary metric against the first stage and production,
-    paired on the per-query values of ``candidate_run`` in the ranx comparison; ``parents`` are model specs."""
+                 retrieval: RetrievalParams, promotion: PromotionParams, parents: dict,
+                 has_starting_point: bool = False, **options):
+    """``promote_model`` for a ranking candidate: the primary metric against the baselines ``promotion.baseline``
+    names (the first stage, the untrained starting model, or both) and production, paired on the per-query values
+    of ``candidate_run`` in the ranx comparison; ``parents`` are model specs."""
+    primary = evaluation.primary_metric
+    if promotion.baseline != "first_stage" and not has_starting_point:
+        raise ValueError(f"promotion.baseline: {promotion.baseline!r} needs a starting-point evaluation, which this "
+                         "pipeline does not run (its student starts from its teacher); use 'first_stage'")
+    first = None if promotion.baseline == "starting_point" else metric_key(primary, retrieval.first_stage)
+    start = {} if promotion.baseline == "first_stage" else {
+        metric_key(primary, STARTING_POINT): f"significant_{vs_key(primary, STARTING_POINT)}"}
     decision, _ = promote_model(
-        metrics, fingerprints, promotion, metric_key(evaluation.primary_metric), [],
-        baseline_metric=metric_key(evaluation.primary_metric, retrieval.first_stage), comparison=comparison,
-        candidate_run=candidate_run, parents=parent_specs(parents), **options)
+        metrics, fingerprints, promotion, metric_key(primary), [], baseline_metric=first, extra_baselines=start,
+        comparison=comparison, candidate_run=candidate_run, parents=parent_specs(parents), **options)
     return decision
 
 
 def cross_encoder_steps(fingerprints, data: RankingDataParams, retrieval: RetrievalParams, mining: MiningParams,
                         cross_encoder: CrossEncoderParams, evaluation: RankingEvalParams, promotion: PromotionParams,
-                        train=train_cross_encoder):
+                        train=train_cross_encoder, teacher: TeacherParams | None = None,
+                        fusion: FusionParams | None = None):
     """Everything in ``cross_encoder_training`` after the fingerprints (``retraining`` reuses it).
 
     ``train(pairs, cross_encoder, model_fingerprints) -> (model_dir, training_log)`` is the training step; the
-    multi-GPU variant (pipelines/multi_gpu.py) passes its staged ``run_with_accelerate`` step instead.
+    multi-GPU variant (pipelines/multi_gpu.py) passes its staged ``run_with_accelerate`` step instead. With a
+    ``teacher``, the model learns the teacher's scores of the mined groups and of the unlabeled queries'
+    candidates instead (``distill_cross_encoder`` with all layers kept).
     """
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
-    model_dir, training_log = train(pairs, cross_encoder, role_fingerprints("base_model", cross_encoder.model))
-    reranked, stats = rerank_candidates(model_dir, eval_set, eval_run, evaluation, cross_encoder.training.max_length)
-    metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation)
-    decision = ranking_gate(metrics, comparison, "cross_encoder", fingerprints, evaluation, retrieval, promotion,
-                            {"base_model": cross_encoder.model})
+    base = role_fingerprints("base_model", cross_encoder.model)
+    if teacher is None:
+        no_unlabeled_without_teacher(data, "cross_encoder_training without a teacher")
+        model_dir, training_log = train(pairs, cross_encoder, base)
+    else:
+        scores, teacher_dir = teacher_scores(data, teacher, train_set, eval_set, retrieval, pairs, fingerprints)
+        model_dir, training_log = distill_cross_encoder(scores, teacher_dir, cross_encoder.as_student(), base)
+    max_length = cross_encoder.training.max_length
+    reranked, stats = rerank_candidates(model_dir, eval_set, eval_run, evaluation, max_length)
+    start, _ = rerank_starting_point(cross_encoder.model.model_dump(mode="json"), pairs, eval_set, eval_run,
+                                     evaluation, max_length, base)
+    fused = None if fusion is None else fuse_scores(reranked, eval_run, start, fusion)
+    metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation, start, fused)
+    parents = {"base_model": cross_encoder.model} | ({} if teacher is None else {"teacher": teacher.model})
+    decision = ranking_gate(metrics, comparison, "cross_encoder" if fusion is None else "fused", fingerprints,
+                            evaluation, retrieval, promotion, parents, has_starting_point=True)
     build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation)
+
+
+def no_unlabeled_without_teacher(data: RankingDataParams, pipeline: str) -> None:
+    """Refuse ``data.unlabeled`` where no teacher labels it (before any step runs)."""
+    if data.unlabeled is not None:
+        raise ValueError(f"data.unlabeled: {pipeline} has no teacher to label queries without judgments; use "
+                         "cross_encoder_training with a teacher, or a distillation pipeline")
+
+
+def teacher_scores(data: RankingDataParams, teacher: TeacherParams, train_set, eval_set, retrieval, pairs,
+                   fingerprints):
+    """``teacher_scores`` (cached) of the mined groups and, with ``data.unlabeled``, of the unlabeled queries'
+    BM25 candidates; returns (scores, teacher model directory)."""
+    unlabeled = None
+    if data.unlabeled is not None:
+        unlabeled = retrieve_unlabeled_candidates(data, train_set, eval_set, retrieval, fingerprints)
+    teacher_fingerprints = role_fingerprints("teacher", teacher.model)
+    teacher_dir = teacher_model_dir(teacher, pairs, teacher_fingerprints)
+    record_teacher(teacher_dir, teacher)
+    return score_teacher(pairs, teacher_dir, teacher, teacher_fingerprints, unlabeled), teacher_dir
 
 
 def dual_encoder_steps(fingerprints, data: RankingDataParams, retrieval: RetrievalParams, mining: MiningParams,
                        dual_encoder: DualEncoderParams, dense: DenseEvalParams, evaluation: RankingEvalParams,
                        promotion: PromotionParams):
     """Everything in ``dual_encoder_training`` after the fingerprints (``retraining`` reuses it)."""
+    no_unlabeled_without_teacher(data, "dual_encoder_training")
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
-    model_dir, training_log = train_dual_encoder(pairs, dual_encoder,
-                                                 role_fingerprints("base_model", dual_encoder.model))
+    base = role_fingerprints("base_model", dual_encoder.model)
+    model_dir, training_log = train_dual_encoder(pairs, dual_encoder, base)
     metrics, comparison, stats = evaluate_dual_encoder(model_dir, eval_set, eval_run, evaluation, dense,
-                                                       dual_encoder.training.max_length)
+                                                       dual_encoder.training.max_length,
+                                                       dual_encoder.model.model_dump(mode="json"), pairs, base)
     candidate = "dense" if dense.primary == "retrieval" else "rerank"
     decision = ranking_gate(metrics, comparison, candidate, fingerprints, evaluation, retrieval, promotion,
-                            {"base_model": dual_encoder.model})
+                            {"base_model": dual_encoder.model}, has_starting_point=True)
     build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation,
                          title="Dual-encoder retrieval")
 
@@ -110,9 +158,13 @@ def cross_encoder_training(
     cross_encoder: CrossEncoderParams = CrossEncoderParams(),
     evaluation: RankingEvalParams = RankingEvalParams(),
     promotion: PromotionParams = PromotionParams(),
+    teacher: TeacherParams | None = None,
+    fusion: FusionParams | None = None,
 ) -> None:
-    """MonoBERT reranking: BM25 top-k → hard negatives → cross-encoder → rerank held-out queries → ranx → gate."""
-    cross_encoder_steps(fingerprint_sources(data), data, retrieval, mining, cross_encoder, evaluation, promotion)
+    """MonoBERT reranking: BM25 top-k → hard negatives (+ teacher scores, + unlabeled queries) → cross-encoder →
+    rerank held-out queries beside the untrained starting model (→ score fusion) → ranx → gate."""
+    cross_encoder_steps(fingerprint_sources(data), data, retrieval, mining, cross_encoder, evaluation, promotion,
+                        teacher=teacher, fusion=fusion)
 
 
 @pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
@@ -155,10 +207,7 @@ def cross_encoder_distillation(
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
-    teacher_fingerprints = role_fingerprints("teacher", teacher.model)
-    teacher_dir = teacher_model_dir(teacher, pairs, teacher_fingerprints)
-    record_teacher(teacher_dir, teacher)
-    scores = score_teacher(pairs, teacher_dir, teacher, teacher_fingerprints)
+    scores, teacher_dir = teacher_scores(data, teacher, train_set, eval_set, retrieval, pairs, fingerprints)
     model_dir, training_log = distill_cross_encoder(scores, teacher_dir, distillation,
                                                     role_fingerprints("student_base", distillation.student))
     metrics, comparison, stats = compare_teacher_student(teacher_dir, model_dir, eval_set, eval_run, evaluation,
@@ -184,10 +233,7 @@ def dual_encoder_distillation(
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
     pairs = mine_hard_negatives(train_set, train_run, mining)
-    teacher_fingerprints = role_fingerprints("teacher", teacher.model)
-    teacher_dir = teacher_model_dir(teacher, pairs, teacher_fingerprints)
-    record_teacher(teacher_dir, teacher)
-    scores = score_teacher(pairs, teacher_dir, teacher, teacher_fingerprints)
+    scores, teacher_dir = teacher_scores(data, teacher, train_set, eval_set, retrieval, pairs, fingerprints)
     student_base = "teacher" if distillation.from_teacher else distillation.student.model
     model_dir, training_log = distill_dual_encoder(scores, teacher_dir, distillation,
                                                    role_fingerprints("student_base", student_base))
@@ -211,6 +257,7 @@ def ranking_curriculum(
 ) -> None:
     """Penha & Hauff curricula vs standard training: per-query difficulty (cached per function) → one model per
     arm, same seed and steps → ranx with paired tests against standard training → best model through the gate."""
+    no_unlabeled_without_teacher(data, "ranking_curriculum")
     fingerprints = fingerprint_sources(data)
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)

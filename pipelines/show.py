@@ -13,17 +13,31 @@ import sys
 from zenml.client import Client
 
 FIRST_STAGE = ("bm25_", "source_run_")
+STARTING_POINT = "zero_shot"  # finetune.ranking.evaluation.STARTING_POINT (this CLI imports no torch code)
 
 
 def _ranking_table(metrics: dict) -> list[str]:
+    """baseline (first stage) vs candidate with its p-value; with a starting-point evaluation also the untrained
+    model (``zero-shot``) and the candidate's p-value against it, and with score fusion the reranker alone."""
     names = sorted(k for k in metrics if k.startswith("test_"))
     width = max(len(n) for n in names)
-    lines = [f"{'metric':<{width}}  {'baseline':>9}  {'reranker':>9}  {'p-value':>8}"]
+    start = any(k.startswith(f"{STARTING_POINT}_test_") for k in metrics)
+    alone = any(k.startswith("cross_encoder_test_") for k in metrics)
+    header = f"{'metric':<{width}}  {'baseline':>9}  {'reranker':>9}  {'p-value':>8}"
+    header += f"  {'zero-shot':>9}  {'p vs z-s':>8}" if start else ""
+    header += f"  {'unfused':>9}" if alone else ""
+    lines = [header]
     for name in names:
         others = [k for k in metrics if k.endswith("_" + name) and not k.startswith(("p_", "sig"))]
         # The first-stage run is the baseline; distillation runs also log teacher_ and student_teacher_ratio_ keys.
         baseline = metrics[next((k for k in others if k.startswith(FIRST_STAGE)), others[0])]
-        lines.append(f"{name:<{width}}  {baseline:>9.4f}  {metrics[name]:>9.4f}  {metrics['p_value_' + name]:>8.3g}")
+        line = f"{name:<{width}}  {baseline:>9.4f}  {metrics[name]:>9.4f}  {metrics['p_value_' + name]:>8.3g}"
+        if start:
+            line += (f"  {metrics[f'{STARTING_POINT}_{name}']:>9.4f}"
+                     f"  {metrics[f'p_value_{name}_vs_{STARTING_POINT}']:>8.3g}")
+        if alone:
+            line += f"  {metrics['cross_encoder_' + name]:>9.4f}"
+        lines.append(line)
     return lines
 
 

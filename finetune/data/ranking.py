@@ -12,9 +12,9 @@ from pathlib import Path
 
 from finetune.data.demo import write_demo_msmarco
 from finetune.data.hub import load_hub_msmarco
-from finetune.data.msmarco import load_msmarco_files, load_triples, sha256_file
+from finetune.data.msmarco import load_msmarco_files, load_triples, read_queries, sha256_file
 from finetune.data.types import DataFormatError, RankingSet
-from finetune.params import DemoMsMarco, HubMsMarco, MsMarcoFiles, RankingDataParams, TriplesFile
+from finetune.params import DemoMsMarco, HubMsMarco, MsMarcoFiles, RankingDataParams, TriplesFile, UnlabeledQueries
 
 Source = MsMarcoFiles | TriplesFile | HubMsMarco | DemoMsMarco
 # What each role's path should be, named when it is a directory.
@@ -58,6 +58,8 @@ def fingerprint_sources(params: RankingDataParams) -> dict[str, str]:
     out = {f"train/{k}": v for k, v in fingerprint_source(params.train).items()}
     if params.eval is not None:
         out.update({f"eval/{k}": v for k, v in fingerprint_source(params.eval).items()})
+    if params.unlabeled is not None:
+        out["unlabeled/queries"] = sha256_file(params.unlabeled.queries, _EXPECTED["queries"])
     return out
 
 
@@ -121,3 +123,26 @@ def load_ranking_data(params: RankingDataParams) -> tuple[RankingSet, RankingSet
     if not eval_set.qrels:
         raise DataFormatError("eval: no judged evaluation queries after filtering")
     return train_set, eval_set
+
+
+def load_unlabeled_queries(params: UnlabeledQueries, train_set: RankingSet, eval_set: RankingSet) -> RankingSet:
+    """Queries without judgments over the training collection, none of them a training or evaluation query.
+
+    A query is dropped when its id or its text (case and surrounding spaces ignored) is among the training or
+    evaluation queries; ``max_queries`` then keeps a sample seeded by ``params.seed`` (ids sorted first, so the
+    sample depends only on the file's content and the seed).
+
+    Raises:
+        DataFormatError: The file is malformed, or no query is left after the filtering.
+    """
+    queries = read_queries(params.queries)
+    known = set(train_set.queries) | set(eval_set.queries)
+    texts = {t.strip().lower() for t in (*train_set.queries.values(), *eval_set.queries.values())}
+    kept = sorted(q for q, text in queries.items() if q not in known and text.strip().lower() not in texts)
+    if not kept:
+        raise DataFormatError(f"{params.queries}: no unlabeled query left after removing the training and "
+                              f"evaluation queries ({len(queries)} read)")
+    if params.max_queries is not None and params.max_queries < len(kept):
+        kept = sorted(random.Random(params.seed).sample(kept, params.max_queries))
+    return RankingSet(name="unlabeled", corpus=train_set.corpus, queries={q: queries[q] for q in kept}, qrels={},
+                      fingerprints={str(params.queries): sha256_file(params.queries, _EXPECTED["queries"])})

@@ -94,6 +94,25 @@ def mine_hard_negatives(data: RankingSet, first_stage: Run, params: MiningParams
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
+def candidate_groups(data: RankingSet, first_stage: Run, depth: int, first_group: int = 0) -> pd.DataFrame:
+    """One group per query without judgments: its first-stage top ``depth`` passages, for a teacher to score.
+
+    Rows have the :data:`PAIR_COLUMNS` of :func:`mine_hard_negatives` with ``role`` ``candidate`` and ``grade`` 0
+    (unjudged), in first-stage order; groups are numbered from ``first_group`` so they can follow mined groups.
+    Queries with fewer than 2 candidates are left out (a ranking needs two passages to compare).
+    """
+    rows: list[dict] = []
+    group = first_group
+    for qid in sorted(data.queries):
+        pids = [pid for pid in top_candidates(first_stage, qid, depth) if pid in data.corpus]
+        if len(pids) < 2:
+            continue
+        rows.extend(dict(group=group, qid=qid, query=data.queries[qid], pid=pid, passage=data.corpus[pid], grade=0,
+                         role="candidate") for pid in pids)
+        group += 1
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
 def to_loss_dataset(pairs: pd.DataFrame, loss: str):
     """Convert mined groups into the column layout each sentence-transformers loss expects.
 
@@ -373,3 +392,31 @@ def rerank(
     for (qid, pid), score in zip(keys, scores, strict=True):
         run[qid][pid] = float(score)
     return RerankResult(run=run, pairs_scored=len(keys), seconds=seconds)
+
+
+def is_cross_encoder(config) -> bool:
+    """Whether a model's transformers config has a one-logit sequence-classification head (scores pairs)."""
+    heads = [a for a in getattr(config, "architectures", None) or [] if a.endswith("ForSequenceClassification")]
+    return bool(heads) and config.num_labels == 1
+
+
+def rerank_starting_point(
+    spec, data: RankingSet, first_stage: Run, workdir: str | Path, texts: list[str], depth: int = 100,
+    batch_size: int = 64, max_length: int | None = None,
+) -> tuple[RerankResult, str]:
+    """Rerank with the model a pipeline starts from, untrained: a cross-encoder by its logit, anything else as a
+    bi-encoder (sentence-transformers' pooling, mean pooling for a plain encoder; cosine similarity).
+
+    Returns:
+        (the reranked run and its throughput, ``cross_encoder`` or ``dual_encoder``).
+    """
+    from transformers import AutoConfig
+
+    from finetune.ranking.dual_encoder import rerank_dual
+
+    resolved = resolve_model(spec, Path(workdir) / "base", texts=texts)
+    if is_cross_encoder(AutoConfig.from_pretrained(resolved.name_or_path, **resolved.tokenizer_kwargs())):
+        return rerank(resolved.name_or_path, data, first_stage, depth, batch_size, max_length=max_length), \
+            "cross_encoder"
+    return rerank_dual(resolved.name_or_path, data, first_stage, depth, batch_size,
+                       max_length=max_length), "dual_encoder"

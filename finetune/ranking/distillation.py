@@ -79,6 +79,16 @@ def score_with(
     return np.asarray(scores, dtype=np.float64), time.perf_counter() - start
 
 
+def with_unlabeled(pairs: pd.DataFrame, candidates: pd.DataFrame | None) -> pd.DataFrame:
+    """The mined groups followed by the unlabeled queries' candidate groups, renumbered after the mined ones."""
+    if candidates is None or candidates.empty:
+        return pairs
+    shifted = candidates.copy()
+    first = int(pairs["group"].max()) + 1 if not pairs.empty else 0
+    shifted["group"] = shifted["group"] - int(shifted["group"].min()) + first
+    return pd.concat([pairs, shifted[pairs.columns]], ignore_index=True)
+
+
 def score_teacher(
     pairs: pd.DataFrame, model_dir: str | Path, architecture: str, batch_size: int = 64, device: str = "auto",
     max_length: int | None = None,

@@ -22,7 +22,7 @@ from finetune.models.sources import count_parameters, pretrained_kwargs, resolve
 from finetune.params import DenseEvalParams, DualEncoderParams, RankingEvalParams, TrainingParams
 from finetune.ranking.cross_encoder import RerankResult, to_loss_dataset, top_candidates
 from finetune.ranking.dense_search import search
-from finetune.ranking.evaluation import comparison_metrics, metric_key
+from finetune.ranking.evaluation import STARTING_POINT, comparison_metrics, metric_key, versus_metrics
 from finetune.ranking.layer_dropping import drop_layers
 from finetune.ranking.metrics import RunComparison, compare_runs
 from finetune.training import (
@@ -348,11 +348,14 @@ def evaluate_dense(
     evaluation: RankingEvalParams,
     dense: DenseEvalParams,
     max_length: int | None = None,
+    start_dir: str | Path | None = None,
 ) -> tuple[RunComparison, dict[str, float], dict[str, float]]:
     """Dense retrieval and first-stage reranking with a saved bi-encoder, both compared with the baseline.
 
     The ``dense.primary`` run is the candidate: its metrics are ``test_<metric>`` (and decide promotion); the
     other run's are ``rerank_test_<metric>`` or ``dense_test_<metric>``, each with its p-value against the baseline.
+    ``start_dir`` is the untrained starting model: it runs the same two evaluations as ``zero_shot`` (the primary
+    kind) and ``zero_shot_<secondary>``, and the candidate gets a paired test against ``zero_shot``.
 
     Returns:
         (comparison of baseline, primary and secondary runs; flat metrics; throughput stats).
@@ -362,8 +365,15 @@ def evaluate_dense(
                               dense.chunk_size, dense.backend)
     named = {"dense": result.retrieval, "rerank": result.rerank}
     primary, secondary = ("dense", "rerank") if dense.primary == "retrieval" else ("rerank", "dense")
+    runs = {baseline: first_stage, primary: named[primary], secondary: named[secondary]}
+    if start_dir is not None:
+        start = dense_evaluation(load_dual_encoder(start_dir, max_length=max_length), data, first_stage, dense.k,
+                                 evaluation.rerank_depth, evaluation.batch_size, dense.chunk_size, dense.backend)
+        started = {"dense": start.retrieval, "rerank": start.rerank}
+        runs[STARTING_POINT] = started[primary]
+        runs[f"{STARTING_POINT}_{secondary}"] = started[secondary]
     comparison = compare_runs(
-        data.qrels, {baseline: first_stage, primary: named[primary], secondary: named[secondary]},
+        data.qrels, runs,
         metrics=list(evaluation.metrics), baseline=baseline, stat_test=evaluation.stat_test, alpha=evaluation.alpha,
         relevance_level=evaluation.relevance_level,
     )
@@ -371,6 +381,11 @@ def evaluate_dense(
     for metric in evaluation.metrics:
         metrics[metric_key(metric, secondary)] = comparison.means[secondary][metric]
         metrics[f"p_value_{metric_key(metric, secondary)}"] = comparison.p_values[secondary][metric]
+    if start_dir is not None:
+        metrics.update(versus_metrics(comparison, primary, STARTING_POINT, evaluation.stat_test, evaluation.alpha))
+        for metric in evaluation.metrics:
+            metrics[metric_key(metric, f"{STARTING_POINT}_{secondary}")] = \
+                comparison.means[f"{STARTING_POINT}_{secondary}"][metric]
     stats = {
         "docs_per_second": round(result.docs_per_second, 1),
         "passages_encoded": float(result.passages_encoded),

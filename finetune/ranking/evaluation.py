@@ -21,3 +21,30 @@ def comparison_metrics(comparison: RunComparison, candidate: str, baseline: str)
         out[f"p_value_{metric_key(metric)}"] = float(comparison.p_values[candidate][metric])
         out[f"significant_{metric_key(metric)}"] = float(comparison.significant[candidate][metric])
     return out
+
+
+STARTING_POINT = "zero_shot"
+"""Run name of the model a pipeline starts from, used as it is (the "did fine-tuning help?" baseline)."""
+
+
+def vs_key(metric: str, run: str) -> str:
+    """``test_ndcg@10_vs_zero_shot``: the candidate's primary metric compared with another run than the baseline."""
+    return f"{metric_key(metric)}_vs_{run}"
+
+
+def versus_metrics(comparison: RunComparison, candidate: str, other: str, stat_test: str,
+                   alpha: float) -> dict[str, float]:
+    """The other run's means (``<other>_test_<metric>``) and the candidate's paired test against it
+    (``p_value_test_<metric>_vs_<other>``, ``significant_test_<metric>_vs_<other>``), per metric."""
+    from finetune.ranking.metrics import paired_p_value
+
+    out: dict[str, float] = {}
+    for metric in comparison.metrics:
+        mine = comparison.per_query[candidate][metric]
+        theirs = comparison.per_query[other][metric]
+        p = paired_p_value([mine[q] for q in mine], [theirs[q] for q in mine], stat_test)
+        better = comparison.means[candidate][metric] > comparison.means[other][metric]
+        out[metric_key(metric, other)] = float(comparison.means[other][metric])
+        out[f"p_value_{vs_key(metric, other)}"] = float(p)
+        out[f"significant_{vs_key(metric, other)}"] = float(p < alpha and better)
+    return out

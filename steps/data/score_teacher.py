@@ -6,6 +6,7 @@ from zenml import step
 from finetune.models.directory import ModelDirectory
 from finetune.params import TeacherParams
 from finetune.ranking.distillation import score_teacher as score
+from finetune.ranking.distillation import with_unlabeled
 from steps.metadata import record
 
 
@@ -15,12 +16,16 @@ def score_teacher(
     teacher_model_dir: ModelDirectory,
     teacher: TeacherParams,
     model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
+    unlabeled_candidates: pd.DataFrame | None = None,
 ) -> Annotated[pd.DataFrame, "teacher_scores"]:
-    """The teacher's score of every mined (query, passage) row, computed once and cached as ``teacher_scores``."""
-    scored, seconds = score(train_pairs, teacher_model_dir.path, teacher_model_dir.kind, teacher.batch_size,
+    """The teacher's score of every mined (query, passage) row and of every unlabeled query's candidates (role
+    ``candidate``, after the mined groups), computed once and cached as ``teacher_scores``."""
+    rows = with_unlabeled(train_pairs, unlabeled_candidates)
+    scored, seconds = score(rows, teacher_model_dir.path, teacher_model_dir.kind, teacher.batch_size,
                             teacher.device, teacher.max_length)
     record({
         "rows": len(scored),
+        "unlabeled_rows": int((scored["role"] == "candidate").sum()),
         "teacher_architecture": teacher_model_dir.kind,
         "scoring_seconds": round(seconds, 2),
         "positive_score_mean": float(scored.loc[scored["role"] == "positive", "teacher_score"].mean()),

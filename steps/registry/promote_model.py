@@ -4,7 +4,7 @@ from zenml import get_step_context, step
 from zenml.enums import ModelStages
 
 from finetune.params import PromotionParams
-from finetune.registry import decide_promotion, per_query_values
+from finetune.registry import decide_promotion, per_query_values, strongest_baseline
 from steps.metadata import record
 from steps.registry.model_versions import (
     PER_ITEM_ARTIFACT,
@@ -23,6 +23,7 @@ def promote_model(
     primary_metric: str,
     other_metrics: list[dict],
     baseline_metric: str | None = None,
+    extra_baselines: dict[str, str] | None = None,
     per_item: dict[str, float] | None = None,
     comparison: dict | None = None,
     candidate_run: str | None = None,
@@ -30,6 +31,8 @@ def promote_model(
 ) -> tuple[Annotated[dict, "promotion_decision"], Annotated[dict, PER_ITEM_ARTIFACT]]:
     """Register this run's model version (metrics, data fingerprints, pipeline parameters, parent models) and
     promote it only if ``primary_metric`` beats ``baseline_metric`` and the version in ``promotion.stage``.
+    ``extra_baselines`` (metric -> its significance flag) must be beaten as well, e.g. the untrained starting
+    model's ``zero_shot_test_ndcg@10`` with ``significant_test_ndcg@10_vs_zero_shot``.
 
     Per-item values (``per_item``, or the per-query values of ``candidate_run`` in a ranx ``comparison``) are
     stored as this version's ``per_item_scores`` artifact, and production's are read back for the paired test.
@@ -44,14 +47,17 @@ def promote_model(
     # other_metrics is a plain list (possibly empty): ZenML cannot take an optional list of artifacts.
     numbers = {k: float(v) for extra in other_metrics for k, v in extra.items() if isinstance(v, int | float)}
     numbers.update(metrics)
-    missing = [name for name in (primary_metric, baseline_metric) if name is not None and name not in numbers]
+    baselines = {} if baseline_metric is None else {baseline_metric: f"significant_{primary_metric}"}
+    baselines.update(extra_baselines or {})
+    missing = [name for name in (primary_metric, *baselines) if name not in numbers]
     if missing:
         raise ValueError(f"primary_metric: {', '.join(missing)} not among the measured metrics {sorted(numbers)}")
-    significant = numbers.get(f"significant_{primary_metric}")
+    strongest = strongest_baseline(primary_metric, {name: numbers[name] for name in baselines})
+    flags = [numbers.get(flag) for flag in baselines.values()]
     decision = decide_promotion(
         primary_metric, numbers[primary_metric], promotion,
-        baseline=None if baseline_metric is None else numbers[baseline_metric],
-        baseline_significant=None if significant is None else bool(significant),
+        baseline=None if strongest is None else numbers[strongest],
+        baseline_significant=None if None in flags else all(bool(flag) for flag in flags),
         production=None if current is None else current.run_metadata.get(primary_metric),
         production_version=None if current is None else current.name,
         candidate_items=per_item, production_items=stored_per_item(current, primary_metric),

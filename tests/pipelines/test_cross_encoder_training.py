@@ -15,7 +15,7 @@ from finetune.data.types import DataFormatError
 pytestmark = pytest.mark.slow
 
 CACHED_ON_RERUN = {"load_msmarco", "retrieve_first_stage", "mine_hard_negatives", "train_cross_encoder",
-                   "rerank_candidates", "evaluate_reranker"}
+                   "rerank_candidates", "rerank_starting_point", "evaluate_reranker"}
 ALWAYS_RUN = {"fingerprint_sources", "fingerprint_base_model", "promote_model"}
 
 
@@ -105,3 +105,47 @@ def test_train_rerun_cached_edit_reingests_and_bad_input_registers_nothing(tmp_p
     assert last_line.startswith(f"finetune.data.types.DataFormatError: {files['collection']}:5: ")
     versions_after = {v.number for v in zenml_client.list_model_versions(model_name, size=100).items}
     assert versions_after == versions_before
+
+
+def test_teacher_unlabeled_queries_fusion_and_starting_point_gate(tmp_path, zenml_client):
+    """With a teacher and unlabeled queries: the teacher scores the mined groups and the unlabeled queries' BM25
+    candidates (one cached ``teacher_scores``), the reranker learns them, the untrained starting model reranks the
+    same candidates, the fused run is the candidate, and ``baseline: both`` makes the gate beat both baselines."""
+    files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)
+    queries = dict(line.split("\t", 1) for line in files["queries"].read_text().splitlines())
+    first_qid, first_text = next(iter(queries.items()))
+    unlabeled = tmp_path / "unlabeled.tsv"  # 5 new queries, plus a known id and a known text that must be dropped
+    new = [f"{9000 + i}\twhere is {text.split()[-1]}" for i, text in enumerate(list(queries.values())[:5])]
+    unlabeled.write_text("\n".join([*new, f"{first_qid}\tsomething else", f"8999\t{first_text}"]) + "\n")
+    model_name = f"reranker_{uuid.uuid4().hex[:8]}"
+    config = yaml.safe_load(_config(tmp_path, files, model_name).read_text())
+    parameters = config["parameters"]
+    parameters["data"]["unlabeled"] = {"queries": str(unlabeled), "depth": 4}
+    parameters["mining"]["negatives_per_positive"] = 3  # groups of 4, like the unlabeled ones
+    parameters["teacher"] = {"model": {"kind": "tiny_bert", "vocab_size": 300}, "architecture": "dual_encoder",
+                             "max_length": 64}
+    parameters["cross_encoder"]["temperature"] = 0.1
+    parameters["fusion"] = {"first_stage": 0.2, "starting_point": 0.3}
+    parameters["promotion"] = {"baseline": "both"}
+    path = tmp_path / "with_teacher.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    run = zenml_client.get_pipeline_run(_run(path).id)
+    assert str(run.status) == "completed"
+    candidates = run.steps["retrieve_unlabeled_candidates"].outputs["unlabeled_candidates"][0].load()
+    assert set(candidates["qid"]) == {f"{9000 + i}" for i in range(5)}
+    assert candidates.groupby("qid").size().eq(4).all() and set(candidates["role"]) == {"candidate"}
+    scores = run.steps["score_teacher"].outputs["teacher_scores"][0].load()
+    assert (scores["role"] == "candidate").sum() == 20 and scores["teacher_score"].notna().all()
+    assert scores["group"].is_unique is False and scores.groupby("group").size().eq(4).all()
+    assert "train_cross_encoder" not in run.steps and "distill_cross_encoder" in run.steps
+    metrics = run.steps["evaluate_reranker"].outputs["metrics"][0].load()
+    for key in ("test_ndcg@10", "bm25_test_ndcg@10", "zero_shot_test_ndcg@10", "cross_encoder_test_ndcg@10",
+                "p_value_test_ndcg@10_vs_zero_shot", "significant_test_ndcg@10_vs_zero_shot"):
+        assert key in metrics, key
+    comparison = run.steps["evaluate_reranker"].outputs["comparison"][0].load()
+    assert set(comparison["means"]) == {"bm25", "zero_shot", "cross_encoder", "fused"}
+    decision = run.steps["promote_model"].outputs["promotion_decision"][0].load()
+    strongest = max(metrics["bm25_test_ndcg@10"], metrics["zero_shot_test_ndcg@10"])
+    assert decision["baseline"] == pytest.approx(strongest)
+    assert decision["promote"] == (metrics["test_ndcg@10"] > strongest)

@@ -242,7 +242,7 @@ def test_each_family_reingests_on_a_changed_byte_and_nothing_on_a_touch(sources,
 # -------------------------------------------------------------------------------- cross_encoder_training end to end
 
 CROSS_ENCODER_STEPS = {"load_msmarco", "retrieve_first_stage", "mine_hard_negatives", "train_cross_encoder",
-                       "rerank_candidates", "evaluate_reranker"}
+                       "rerank_candidates", "rerank_starting_point", "evaluate_reranker"}
 NEVER_CACHED = {"fingerprint_sources", "fingerprint_base_model", "promote_model"}
 AFTER_THE_GATE = {"build_ranking_report"}  # reads the gate's decision, which may change once a version exists
 
@@ -367,5 +367,6 @@ def test_cross_encoder_training_retrains_when_local_weights_change(tmp_path, zen
     replaced, other = run()
     assert other["base_model"] != fingerprint["base_model"]
     assert replaced["train_cross_encoder"] == replaced["rerank_candidates"] == "completed"
+    assert replaced["rerank_starting_point"] == "completed"  # the untrained baseline is the new model too
     assert {s: replaced[s] for s in ("load_msmarco", "retrieve_first_stage", "mine_hard_negatives")} == dict.fromkeys(
         ("load_msmarco", "retrieve_first_stage", "mine_hard_negatives"), "cached")
