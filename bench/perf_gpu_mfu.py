@@ -123,12 +123,15 @@ def measure(model_dir: Path, documents: list[str], method: str, steps: int, batc
     time (self CPU time on CPU); the timings of a traced run are not the ones to report.
     """
     from finetune.generation.training import PeakMemory, causal_lm_setup
-    from finetune.params import CausalLmParams, GenerationTrainingParams, LocalModel
+    from finetune.params import CausalLmParams, CheckpointParams, GenerationTrainingParams, LocalModel
 
     method_spec = {"name": "qlora", "r": 16, "lora_alpha": 32} if method == "qlora" else {"name": method}
     training = GenerationTrainingParams(max_steps=steps, per_device_batch_size=batch, learning_rate=1e-4,
                                         warmup_ratio=0.0, logging_steps=max(steps, 1),
-                                        gradient_checkpointing=gradient_checkpointing)
+                                        gradient_checkpointing=gradient_checkpointing,
+                                        # No checkpoints: a measurement is never resumed, and the Trainer's save at
+                                        # the last step would write ~6 GB (weights + Adam state) into the timing.
+                                        checkpoints=CheckpointParams(every_steps=None))
     params = CausalLmParams(model=LocalModel(path=model_dir), method=method_spec, training=training,
                             block_size=block)
     setup = causal_lm_setup(pd.DataFrame({"text": documents}), pd.DataFrame({"text": []}), params, work)
@@ -198,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.one:  # a single measurement, in the subprocess the main run started
         documents, _ = texts()
-        result = measure(args.model_dir, documents, args.one, args.steps, args.batch, args.block,
-                         args.gradient_checkpointing, args.warmup_steps, Path(tempfile.mkdtemp(prefix="mfu_")),
-                         args.profile)
+        with tempfile.TemporaryDirectory(prefix="mfu_") as scratch:
+            result = measure(args.model_dir, documents, args.one, args.steps, args.batch, args.block,
+                             args.gradient_checkpointing, args.warmup_steps, Path(scratch), args.profile)
         args.out.write_text(json.dumps(result))
         return 0
     if not torch.cuda.is_available():
@@ -210,16 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     if peak is None:
         print(f"{name}: no bf16 peak in the table; pass --peak-tflops", file=sys.stderr)
         return 1
-    work = Path(tempfile.mkdtemp(prefix="perf_gpu_mfu_"))
-    documents, source = texts()
-    model_dir = build_model_dir(QWEN2_05B, documents, work / "model", TOKENIZER_VOCAB)
-    full = _measure_in_subprocess(args, model_dir, "full", False, work)
-    memory = {method: _measure_in_subprocess(args, model_dir, method, True, work) for method in ("full", "qlora")}
-    ratio = memory["qlora"]["peak_memory_mb"] / memory["full"]["peak_memory_mb"]
-    mfu = mfu_summary(full, peak)
-    # A missed target comes with where the time goes: a traced run of a few steps.
-    profile = None if mfu["mfu"] >= MFU_TARGET else _measure_in_subprocess(args, model_dir, "full", False, work,
-                                                                           profile=True)["profile"]
+    with tempfile.TemporaryDirectory(prefix="perf_gpu_mfu_") as scratch:  # the 2 GB model goes with it
+        work = Path(scratch)
+        documents, source = texts()
+        model_dir = build_model_dir(QWEN2_05B, documents, work / "model", TOKENIZER_VOCAB)
+        full = _measure_in_subprocess(args, model_dir, "full", False, work)
+        memory = {method: _measure_in_subprocess(args, model_dir, method, True, work) for method in ("full", "qlora")}
+        ratio = memory["qlora"]["peak_memory_mb"] / memory["full"]["peak_memory_mb"]
+        mfu = mfu_summary(full, peak)
+        # A missed target comes with where the time goes: a traced run of a few steps.
+        profile = None if mfu["mfu"] >= MFU_TARGET else _measure_in_subprocess(args, model_dir, "full", False, work,
+                                                                               profile=True)["profile"]
     data = {
         "machine": machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cuda": True, "gpu": name,
         "text": source, "model_shape": QWEN2_05B, "throughput": full, **mfu,

@@ -10,6 +10,10 @@ Checkpoints go to ``<root>/<trainer>/<key>``: the key hashes the training parame
 the same command started again after a kill (SIGKILL, a lost node, an out-of-memory kill) finds the folder and
 ``trainer.train(resume_from_checkpoint=...)`` continues from the last checkpoint with the saved optimizer, scheduler,
 RNG and data position, instead of starting over. ZenML's run id never enters the key: a re-run is a new run.
+Once a run has completed, its folder is deleted (unless ``checkpoints.keep``): by ``CheckpointPlan.finish`` after
+the final model is saved, or, when a caller trains a ``*_setup`` trainer itself (``trainer.train()``, as the
+benchmarks do), by the plan's callback when ``train()`` returns normally (``CheckpointPlan.callbacks``). Only a
+killed or failed run leaves its checkpoints, for the next call to resume from.
 
 Every ``trainer.train()`` here runs under a ``DivergenceGuard`` (``run_trainer``): the first update whose loss or
 gradient norm is NaN/inf stops training with a one-line ``FloatingPointError`` instead of training on, and saving,
@@ -220,9 +224,41 @@ class CheckpointPlan:
             shutil.rmtree(self.directory, ignore_errors=True)
         _release(self.directory)
 
+    def callbacks(self) -> list:
+        """Trainer callbacks for a trainer that a caller may train itself, outside ``run_trainer`` (``[]`` when off).
+
+        The Trainer saves a checkpoint at its last step whatever the interval (the full state: weights plus about
+        twice their size in Adam state, ~6 GB for a 0.5 B model), and only ``finish`` deletes the folder. A caller
+        that runs ``setup.trainer.train()`` itself (benchmarks, notebooks) never calls it, so every such run left
+        its checkpoints behind. The callback calls ``finish`` when ``train()`` completes (``on_train_end``: not
+        after an exception or a kill, whose checkpoints are what a re-run resumes from). Under ``run_trainer`` it
+        does nothing: there the caller saves the final model first and then calls ``finish``, so a kill during
+        that save still resumes from the last checkpoint.
+        """
+        return [] if self.directory is None else [_finish_callback(self)]
+
 
 # Folders this process trains in, each with an open descriptor holding an exclusive flock on its ``.lock`` file.
 _HELD: dict[Path, int] = {}
+# Folders whose ``trainer.train()`` is running inside ``run_trainer``, whose caller calls ``finish`` after the save.
+_MANAGED: set[Path] = set()
+
+
+def _finish_callback(plan: CheckpointPlan):
+    """A ``TrainerCallback`` that calls ``plan.finish()`` once when ``train()`` completes outside ``run_trainer``."""
+    from transformers import TrainerCallback
+
+    class FinishCheckpoints(TrainerCallback):
+        def __init__(self):
+            self.done = False
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.done or plan.directory.resolve() in _MANAGED:
+                return
+            self.done = True
+            plan.finish()
+
+    return FinishCheckpoints()
 
 
 def _claim(directory: Path) -> bool:
@@ -372,9 +408,15 @@ def run_trainer(trainer, plan: CheckpointPlan | None = None, name: str | None = 
     found = plan.last_checkpoint() if plan is not None else None
     if found is not None:
         logger.warning("resuming training from %s (step %d)", *found)
+    managed = plan.directory.resolve() if plan is not None and plan.directory is not None else None
+    if managed is not None:
+        _MANAGED.add(managed)  # the caller calls plan.finish() after its save: the plan's callback stands aside
     start = time.perf_counter()
-    with divergence_guard(trainer, name or type(trainer).__name__):
-        trainer.train(resume_from_checkpoint=None if found is None else str(found[0]))
+    try:
+        with divergence_guard(trainer, name or type(trainer).__name__):
+            trainer.train(resume_from_checkpoint=None if found is None else str(found[0]))
+    finally:
+        _MANAGED.discard(managed)
     return TrainRun(time.perf_counter() - start, 0 if found is None else found[1],
                     loss_history(trainer.state.log_history))
 

@@ -328,7 +328,8 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
                                  checkpoints=plan)
     trainer = SFTTrainer(
         model=prepared.model, args=args, train_dataset=datasets["train"], eval_dataset=datasets.get("validation"),
-        processing_class=tokenizer, callbacks=prepared.callbacks + early_stopping_callbacks(training, has_validation),
+        processing_class=tokenizer,
+        callbacks=prepared.callbacks + early_stopping_callbacks(training, has_validation) + plan.callbacks(),
         optimizers=(prepared.optimizer, None),
     )
     return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization,
@@ -397,7 +398,7 @@ def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: Causa
     trainer = Trainer(
         model=prepared.model, args=args, train_dataset=datasets["train"], eval_dataset=datasets.get("validation"),
         data_collator=default_data_collator, processing_class=tokenizer,
-        callbacks=prepared.callbacks + early_stopping_callbacks(training, has_validation),
+        callbacks=prepared.callbacks + early_stopping_callbacks(training, has_validation) + plan.callbacks(),
         optimizers=(prepared.optimizer, None),
     )
     return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization,
