@@ -8,6 +8,7 @@ use TF32 tensor cores: a 10-bit mantissa instead of 23, about 8x the fp32 throug
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +16,7 @@ import torch
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+InferencePrecision = Literal["fp32", "bf16", "fp16"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,33 @@ def _resolve_placement(device: DeviceName, precision: PrecisionName) -> Placemen
     if precision == "bf16" and resolved == "mps":
         raise ValueError("precision 'bf16' is not supported for training on the MPS backend; use fp32")
     return Placement(resolved, precision, tf32)
+
+
+def inference_autocast(device: str, precision: InferencePrecision = "fp32") -> AbstractContextManager:
+    """The context a model scores in at ``precision``: nothing for fp32, else ``torch.autocast`` to bf16/fp16.
+
+    Autocast leaves the weights alone (a caller's fp32 model stays fp32) and keeps the numerically touchy operations
+    (softmax, layer norm, the loss functions) in fp32; opened once around all batches, it casts each weight once
+    (its cast cache lives as long as the context). fp16 is refused off CUDA rather than emulated: CPUs without
+    AVX512-FP16 run it slower than fp32, and without a GPU there is nothing to gain; bf16 runs on any CPU (oneDNN
+    has bf16 kernels; on CPUs with AVX512-BF16 or AMX they are faster than fp32).
+
+    Args:
+        device: The resolved device (``cuda``, ``mps`` or ``cpu``).
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+
+    Raises:
+        ValueError: fp16 off CUDA/MPS, or bf16 on a GPU without bf16 (before Ampere); one line naming the key.
+    """
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "fp16" and device == "cpu":
+        raise ValueError("precision 'fp16' needs a GPU for inference and the resolved device is 'cpu'; use 'bf16' "
+                         "(any CPU) or 'fp32'")
+    if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision 'bf16' was requested but this GPU does not support bf16 (needs Ampere or newer); "
+                         "use 'fp16' or 'fp32'")
+    return torch.autocast(device, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def require_cuda(feature: str) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from finetune.device import DeviceName, PrecisionName
+from finetune.device import DeviceName, InferencePrecision, PrecisionName
 
 
 class Params(BaseModel):
@@ -440,7 +440,11 @@ class FusionParams(Params):
 
 
 class RankingEvalParams(Params):
-    """Reranking depth and metrics.
+    """Reranking depth, batch size, precision and metrics.
+
+    ``precision`` is the cross-encoders' scoring precision: ``fp32`` (default), or ``bf16`` / ``fp16`` autocast
+    (``finetune.device.inference_autocast``): bf16 runs on any CPU and on Ampere or newer GPUs, fp16 needs a GPU and
+    is refused on CPU before anything is scored. Bi-encoders score in fp32 whatever it says.
 
     Metric names follow ranx (``ndcg@10``, ``mrr@10``, ``map@100``, ``recall@100``). ``relevance_level`` is the
     lowest grade that counts as relevant for the binary metrics (TREC DL convention: 2); nDCG uses the grades.
@@ -453,6 +457,7 @@ class RankingEvalParams(Params):
     stat_test: Literal["student", "fisher"] = "student"
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     batch_size: int = Field(64, ge=1)
+    precision: InferencePrecision = "fp32"
 
     @model_validator(mode="after")
     def _primary_is_computed(self) -> RankingEvalParams:

@@ -171,7 +171,8 @@ def gradual_unfreezing_optimizer(model: torch.nn.Module, groups: list[list[str]]
         no_decay = [params[n] for n in names if params[n].ndim < 2]
         param_groups += [{"params": decay, "lr": lr, "weight_decay": weight_decay, "name": f"group{g}"},
                          {"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"group{g}_no_decay"}]
-    return torch.optim.AdamW([g for g in param_groups if g["params"]], lr=learning_rate)
+    # fused: one kernel per group, as the Trainer's own default optimizer (``adamw_torch_fused``)
+    return torch.optim.AdamW([g for g in param_groups if g["params"]], lr=learning_rate, fused=True)
 
 
 class AdaLoraBudgetCallback(TrainerCallback):

@@ -7,6 +7,7 @@ turns ranking data into its input formats, picks the loss and maps our parameter
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import random
 import time
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from finetune.data.types import RankingSet, Run
-from finetune.device import Placement, resolve_placement
+from finetune.device import InferencePrecision, Placement, resolve_placement
 from finetune.models.sources import (
     check_max_length,
     count_parameters,
@@ -316,7 +317,8 @@ class RerankResult:
         return self.pairs_scored / self.seconds if self.seconds > 0 else 0.0
 
 
-def score_pairs(model, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
+def score_pairs(model, pairs: Sequence[tuple[str, str]], batch_size: int = 64,
+                precision: InferencePrecision = "fp32") -> np.ndarray:
     """Raw logits of a single-label CrossEncoder for (query, passage) pairs, in input order.
 
     What ``CrossEncoder.predict(activation_fn=Identity())`` computes, faster: every pair is tokenised once, the
@@ -324,41 +326,76 @@ def score_pairs(model, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -
     longest pair, the network runs under ``torch.inference_mode``, and on CPU in fp32 its linear layers compute
     through oneDNN. Scores agree with ``predict`` to ~1e-6 (fp32 sums in another order).
 
+    Nothing in the loop waits for the device: each batch is padded with numpy from one flat array of the sorted
+    token ids (no Python loop over rows), written straight into pinned host memory on CUDA and copied with
+    ``non_blocking``, and the logits stay on the device until one copy back after the last batch, so the host
+    prepares batch n+1 while the GPU computes batch n. (transformers' attention-mask check, ``mask.all()`` in
+    ``create_bidirectional_mask``, still syncs once per padded batch.)
+
+    Args:
+        model: A sentence-transformers ``CrossEncoder`` with one output label.
+        pairs: (query, passage) texts.
+        batch_size: Pairs per forward pass.
+        precision: ``fp32`` (default: exactly what this function computed before the option existed), or ``bf16``
+            / ``fp16`` autocast (:func:`finetune.device.inference_autocast`; fp16 needs a GPU). The returned
+            scores are float32 whatever the precision.
+
     Raises:
-        ValueError: The model has more than one output label (no single relevance score).
+        ValueError: The model has more than one output label (no single relevance score), or the precision cannot
+            run on the model's device.
     """
     import torch
+    from torch.profiler import record_function
 
+    from finetune.device import inference_autocast
     from finetune.ranking.batching import length_sorted_batches
     from finetune.ranking.onednn import onednn_linears, onednn_usable
 
     network, tokenizer = model.model, model.tokenizer
     if network.config.num_labels != 1:
         raise ValueError(f"reranking needs a single-label cross-encoder; this one has {network.config.num_labels}")
+    weight = next(network.parameters())
+    autocast = inference_autocast(weight.device.type, precision)  # refuses a precision the device lacks, up front
     scores = np.zeros(len(pairs), dtype=np.float32)
     if not pairs:
         return scores
-    encoded = tokenizer([q for q, _ in pairs], [p for _, p in pairs], truncation="longest_first",
-                        max_length=model.max_seq_length)
+    with record_function("tokenize"):  # named ranges for the torch profiler (bench/profile_phases.py)
+        encoded = tokenizer([q for q, _ in pairs], [p for _, p in pairs], truncation="longest_first",
+                            max_length=model.max_seq_length)
     columns = [c for c in ("input_ids", "token_type_ids", "attention_mask") if c in encoded]
     pad_values = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": tokenizer.pad_token_type_id}
-    lengths = [len(ids) for ids in encoded["input_ids"]]
-    weight = next(network.parameters())
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
+    batches = length_sorted_batches(lengths, batch_size)
+    order = np.concatenate(batches)
+    ends = np.cumsum(lengths[order])  # token offsets of the sorted pairs in each column's flat array
+    flat = {c: np.fromiter(itertools.chain.from_iterable(encoded[c][i] for i in order), dtype=np.int64,
+                           count=int(ends[-1])) for c in columns}
+    pinned = weight.device.type == "cuda"
+    left = tokenizer.padding_side == "left"
+    logits = []
     network.eval()
-    with torch.inference_mode(), onednn_linears(network, enabled=onednn_usable(weight)):
-        for batch in length_sorted_batches(lengths, batch_size):
-            width = lengths[batch[0]]  # dynamic padding: the longest pair of this batch
+    first = 0
+    with torch.inference_mode(), autocast, onednn_linears(network, enabled=onednn_usable(weight)
+                                                           and precision == "fp32"):
+        for batch in batches:
+            rows = lengths[batch]
+            width = int(rows[0])  # dynamic padding: the longest pair of this batch (batches go longest first)
+            positions = np.arange(width)
+            filled = positions >= (width - rows)[:, None] if left else positions < rows[:, None]
+            tokens = slice(int(ends[first - 1]) if first else 0, int(ends[first + len(batch) - 1]))
             features = {}
-            for column in columns:
-                padded = np.full((len(batch), width), pad_values.get(column, 0), dtype=np.int64)
-                for row, i in enumerate(batch):
-                    values = encoded[column][i]
-                    if tokenizer.padding_side == "left":
-                        padded[row, width - len(values):] = values
-                    else:
-                        padded[row, : len(values)] = values
-                features[column] = torch.from_numpy(padded).to(weight.device)
-            scores[batch] = network(**features).logits[:, 0].float().cpu().numpy()
+            with record_function("pad_and_copy"):
+                for column in columns:
+                    host = torch.full((len(batch), width), pad_values.get(column, 0), dtype=torch.int64,
+                                      pin_memory=pinned)
+                    host.numpy()[filled] = flat[column][tokens]  # row-major: each row's tokens in order
+                    features[column] = host.to(weight.device, non_blocking=pinned)
+            with record_function("forward"):
+                logits.append(network(**features).logits[:, 0])
+            first += len(batch)
+        with record_function("copy_back"):
+            values = torch.cat(logits).float().cpu().numpy()  # the loop's only device-to-host copy
+    scores[order] = values
     return scores
 
 
@@ -370,8 +407,10 @@ def rerank(
     batch_size: int = 64,
     device: str = "auto",
     max_length: int | None = None,
+    precision: InferencePrecision = "fp32",
 ) -> RerankResult:
-    """Score each query's top-``depth`` first-stage candidates with the cross-encoder (:func:`score_pairs`).
+    """Score each query's top-``depth`` first-stage candidates with the cross-encoder (:func:`score_pairs`, in
+    ``precision``).
 
     Scores are raw logits (no sigmoid): the ranking is the same and saturated probabilities cannot tie.
     Candidates below ``depth`` are dropped from the returned run, so metrics at cut-offs ≤ depth compare
@@ -386,7 +425,7 @@ def rerank(
     for qid in sorted(data.queries):
         keys.extend((qid, pid) for pid in top_candidates(first_stage, qid, depth) if pid in data.corpus)
     start = time.perf_counter()
-    scores = score_pairs(model, [(data.queries[q], data.corpus[p]) for q, p in keys], batch_size)
+    scores = score_pairs(model, [(data.queries[q], data.corpus[p]) for q, p in keys], batch_size, precision)
     seconds = time.perf_counter() - start
     run: Run = {qid: {} for qid in sorted(data.queries)}
     for (qid, pid), score in zip(keys, scores, strict=True):
@@ -402,10 +441,11 @@ def is_cross_encoder(config) -> bool:
 
 def rerank_starting_point(
     spec, data: RankingSet, first_stage: Run, workdir: str | Path, texts: list[str], depth: int = 100,
-    batch_size: int = 64, max_length: int | None = None,
+    batch_size: int = 64, max_length: int | None = None, precision: InferencePrecision = "fp32",
 ) -> tuple[RerankResult, str]:
-    """Rerank with the model a pipeline starts from, untrained: a cross-encoder by its logit, anything else as a
-    bi-encoder (sentence-transformers' pooling, mean pooling for a plain encoder; cosine similarity).
+    """Rerank with the model a pipeline starts from, untrained: a cross-encoder by its logit (in ``precision``),
+    anything else as a bi-encoder (sentence-transformers' pooling, mean pooling for a plain encoder; cosine
+    similarity; always fp32).
 
     Returns:
         (the reranked run and its throughput, ``cross_encoder`` or ``dual_encoder``).
@@ -416,7 +456,7 @@ def rerank_starting_point(
 
     resolved = resolve_model(spec, Path(workdir) / "base", texts=texts)
     if is_cross_encoder(AutoConfig.from_pretrained(resolved.name_or_path, **resolved.tokenizer_kwargs())):
-        return rerank(resolved.name_or_path, data, first_stage, depth, batch_size, max_length=max_length), \
-            "cross_encoder"
+        return rerank(resolved.name_or_path, data, first_stage, depth, batch_size, max_length=max_length,
+                      precision=precision), "cross_encoder"
     return rerank_dual(resolved.name_or_path, data, first_stage, depth, batch_size,
                        max_length=max_length), "dual_encoder"

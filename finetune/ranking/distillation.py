@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from finetune.data.types import RankingSet, Run
-from finetune.device import resolve_placement
+from finetune.device import InferencePrecision, resolve_placement
 from finetune.models.sources import count_parameters, resolve_model, sentence_transformers_kwargs
 from finetune.params import CrossEncoderDistillationParams, RankingEvalParams
 from finetune.ranking import cross_encoder, dual_encoder
@@ -203,11 +203,13 @@ def train_cross_encoder_student(
 
 def rerank_with(
     model_dir: str | Path, architecture: str, data: RankingSet, first_stage: Run, depth: int, batch_size: int = 64,
-    max_length: int | None = None,
+    max_length: int | None = None, precision: InferencePrecision = "fp32",
 ) -> RerankResult:
-    """Rerank the first stage's top ``depth`` with a cross- or dual encoder (throughput measured)."""
+    """Rerank the first stage's top ``depth`` with a cross- or dual encoder (throughput measured); ``precision``
+    applies to a cross-encoder (a dual encoder encodes in fp32)."""
     if architecture == "cross_encoder":
-        return cross_encoder.rerank(model_dir, data, first_stage, depth, batch_size, max_length=max_length)
+        return cross_encoder.rerank(model_dir, data, first_stage, depth, batch_size, max_length=max_length,
+                                    precision=precision)
     if architecture == "dual_encoder":
         return dual_encoder.rerank_dual(model_dir, data, first_stage, depth, batch_size, max_length=max_length)
     raise ValueError(f"unknown model architecture {architecture!r}; expected one of {ARCHITECTURES}")
@@ -252,7 +254,7 @@ def compare_teacher_student(
         max_length: Token limit for both models.
     """
     results = {name: rerank_with(path, arch, data, first_stage, evaluation.rerank_depth, evaluation.batch_size,
-                                 max_length)
+                                 max_length, evaluation.precision)
                for name, (path, arch, _) in (("student", student), ("teacher", teacher))}
     comparison = compare_runs(
         data.qrels, {baseline: first_stage, "student": results["student"].run, "teacher": results["teacher"].run},

@@ -19,8 +19,8 @@ def rerank_candidates(
 ) -> tuple[Annotated[TrecRun, "reranked_run"], Annotated[dict[str, float], "rerank_stats"]]:
     """Score each evaluation query's top-k first-stage candidates with the trained cross-encoder."""
     result = rerank(model_dir.path, eval_set, eval_first_stage_run.scores, depth=evaluation.rerank_depth,
-                    batch_size=evaluation.batch_size, max_length=max_length)
+                    batch_size=evaluation.batch_size, max_length=max_length, precision=evaluation.precision)
     stats = {"pairs_scored": float(result.pairs_scored), "seconds": round(result.seconds, 3),
              "docs_per_second": round(result.docs_per_second, 1)}
-    record(stats)
+    record({**stats, "precision": evaluation.precision})
     return TrecRun("cross_encoder", result.run), stats

@@ -28,7 +28,8 @@ def rerank_starting_point(
     spec = TypeAdapter(ModelSpec).validate_python(model)
     texts = train_pairs["query"].drop_duplicates().tolist() + train_pairs["passage"].drop_duplicates().tolist()
     result, architecture = rerank(spec, eval_set, eval_first_stage_run.scores, tempfile.mkdtemp(prefix="start_"),
-                                  texts, evaluation.rerank_depth, evaluation.batch_size, max_length)
+                                  texts, evaluation.rerank_depth, evaluation.batch_size, max_length,
+                                  evaluation.precision)
     stats = {"pairs_scored": float(result.pairs_scored), "seconds": round(result.seconds, 3),
              "docs_per_second": round(result.docs_per_second, 1)}
     record({**stats, "architecture": architecture})
