@@ -85,7 +85,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Performance: ours vs the peer library, side by side; ≤ 20 min on 2 cores; rewrites BENCHMARKS.md's first part.
-PERF_BENCHES ?= rerank cross_encoder_training sft orchestration data_scale gpu_mfu
+PERF_BENCHES ?= rerank cross_encoder_training sft orchestration data_scale gpu_mfu gpu_ranking
 bench: $(STAMP)
 	@set -e; for b in $(PERF_BENCHES); do echo "== bench.perf_$$b"; $(BIN)/python -m bench.perf_$$b; done
 	$(BIN)/python -m bench.write_benchmarks
@@ -97,7 +97,7 @@ bench-quality: $(STAMP) .zen
 	$(BIN)/zenml pipeline run pipelines.generation.sft_training -c configs/sft_training_smollm2.yaml
 	$(BIN)/python -m pipelines.show sft_training
 	$(BIN)/python -m bench.real_model_paired
-	$(BIN)/zenml pipeline run pipelines.ranking.cross_encoder_training -c configs/cross_encoder_training_msmarco.yaml
+	$(BIN)/python -m bench.run_seeds pipelines.ranking.cross_encoder_training configs/cross_encoder_training_msmarco.yaml --seeds 42 43 44
 	$(BIN)/python -m pipelines.show cross_encoder_training
 	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_training -c configs/dual_encoder_training_msmarco.yaml
 	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_distillation -c configs/dual_encoder_distillation_msmarco.yaml

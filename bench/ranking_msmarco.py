@@ -1,11 +1,13 @@
 """The "Ranking on real data" table: the latest run of each MS MARCO → TREC DL 2019 recipe, read from ZenML.
 
-Run after the recipes (``make bench-quality`` runs them: configs/*_msmarco.yaml): for every pipeline it loads the
-latest successful run's ``comparison`` artifact (per-query values of every run on the 43 DL19 queries) and
+Run after the recipes (``make bench-quality`` runs them: configs/*_msmarco.yaml, three training seeds each through
+``bench.run_seeds``): for every pipeline it loads the latest successful run of each of the 3 most recent training
+seeds, reads its ``comparison`` artifact (per-query values of every run on the 43 DL19 queries) and
 writes one row per ranking (BM25, the untrained starting model, the trained model, a fused candidate, a teacher):
 nDCG@10 and MRR@10 with 95 % t intervals over queries, paired t-test p-values against BM25 and against the
-zero-shot bi-encoder, training updates and wall minutes of the run. Writes ``bench/results/ranking_msmarco.json``
-and prints the Markdown table.
+zero-shot bi-encoder, training updates and wall minutes of the run; with several seeds, one more row per trained
+ranking whose per-query values are the mean over seeds (the targets' "mean of ≥ 3 seeds", tested per query).
+Writes ``bench/results/ranking_msmarco.json`` and prints the Markdown table.
 
 A student/teacher comparison (distillation) has no zero-shot run of its own: its p against zero-shot pairs it with
 the all-MiniLM-L6-v2 bi-encoder's per-query values from the cross_encoder_training run (the same 43 queries and
@@ -39,20 +41,38 @@ def paired_p(a: dict[str, float], b: dict[str, float]) -> float:
     return 1.0 if not (x - y).any() else float(scipy.stats.ttest_rel(x, y).pvalue)
 
 
-def latest(pipeline: str):
-    """The latest completed run of ``pipeline`` whose config names an MS MARCO recipe model, or None."""
+def training_seed(parameters) -> int | None:
+    """The first ``training.seed`` in a run's parameters (the one ``bench.run_seeds`` varies), or None."""
+    if isinstance(parameters, dict):
+        training = parameters.get("training")
+        if isinstance(training, dict) and "seed" in training:
+            return training["seed"]
+        for value in parameters.values():
+            seed = training_seed(value)
+            if seed is not None:
+                return seed
+    return None
+
+
+def latest_per_seed(pipeline: str, seeds: int = 3) -> list:
+    """The latest completed run of ``pipeline`` for each of its ``seeds`` most recent training seeds, among runs
+    whose model is an MS MARCO recipe's (name ending in ``_msmarco``); newest first."""
     from zenml.client import Client
 
     client = Client()
     try:
-        runs = client.list_pipeline_runs(pipeline_name=pipeline, sort_by="desc:created", size=20).items
+        runs = client.list_pipeline_runs(pipeline_name=pipeline, sort_by="desc:created", size=50).items
     except KeyError:
-        return None
+        return []
+    chosen: dict = {}
     for run in runs:
         model = run.model_version.model.name if run.model_version else ""
-        if str(run.status) == "completed" and model.endswith("_msmarco"):
-            return run
-    return None
+        if str(run.status) != "completed" or not model.endswith("_msmarco"):
+            continue
+        seed = training_seed(run.config.parameters or {})
+        if seed not in chosen and len(chosen) < seeds:
+            chosen[seed] = run
+    return list(chosen.values())
 
 
 def updates(run) -> int | None:
@@ -64,46 +84,77 @@ def updates(run) -> int | None:
     return None
 
 
-def rows() -> list[dict]:
+def comparison_of(run) -> dict:
+    return next(step.outputs["comparison"][0].load() for step in run.steps.values() if "comparison" in step.outputs)
+
+
+def mean_over_seeds(per_query: list[dict]) -> dict:
+    """Per-query metrics averaged over seeds: {run: {metric: {qid: mean}}} for runs every seed has."""
+    names = [name for name in per_query[0] if all(name in pq for pq in per_query)]
+    return {name: {metric: {qid: float(np.mean([pq[name][metric][qid] for pq in per_query]))
+                            for qid in per_query[0][name][metric]}
+                   for metric in METRICS}
+            for name in names}
+
+
+def row(pipeline: str, model: str, name: str, values: dict, per_query: dict, base: str, zero_shot, seeds: str,
+        updates_: int | None, minutes: float) -> dict:
+    out = {"pipeline": pipeline, "model": model, "run": name, "seeds": seeds,
+           "updates": updates_ if name not in ("bm25", "source_run", "zero_shot", "teacher") else 0,
+           "minutes": round(minutes, 1)}
+    for metric in METRICS:
+        v = np.array(list(values[metric].values()))
+        out[metric] = float(v.mean())
+        out[f"{metric} 95% CI"] = interval(v)
+        out[f"{metric} p vs BM25"] = None if name == base else paired_p(values[metric], per_query[base][metric])
+        reference = per_query.get("zero_shot") or zero_shot
+        out[f"{metric} p vs zero-shot"] = None if reference is None or name == "zero_shot" else \
+            paired_p(values[metric], reference[metric])
+    return out
+
+
+def rows(seeds: int = 3) -> list[dict]:
+    """One row per seed and ranking, then (with several seeds) one row per ranking for the mean over seeds."""
     out: list[dict] = []
     zero_shot = None
     for pipeline in PIPELINES:
-        run = latest(pipeline)
-        if run is None:
+        runs = latest_per_seed(pipeline, seeds)
+        if not runs:
             continue
-        comparison = next(step.outputs["comparison"][0].load() for step in run.steps.values()
-                          if "comparison" in step.outputs)
-        per_query = comparison["per_query"]
-        if "zero_shot" in per_query and pipeline == "cross_encoder_training":
-            zero_shot = per_query["zero_shot"]
-        minutes = (run.end_time - run.start_time).total_seconds() / 60 if run.end_time else float("nan")
-        for name, values in per_query.items():
-            row = {"pipeline": pipeline, "model": run.model_version.model.name, "run": name,
-                   "updates": updates(run) if name not in ("bm25", "source_run", "zero_shot", "teacher") else 0,
-                   "minutes": round(minutes, 1)}
-            for metric in METRICS:
-                v = np.array(list(values[metric].values()))
-                row[metric] = float(v.mean())
-                row[f"{metric} 95% CI"] = interval(v)
-                base = comparison["baseline"]
-                row[f"{metric} p vs BM25"] = None if name == base else paired_p(values[metric], per_query[base][metric])
-                reference = per_query.get("zero_shot") or zero_shot
-                row[f"{metric} p vs zero-shot"] = None if reference is None or name == "zero_shot" else \
-                    paired_p(values[metric], reference[metric])
-            out.append(row)
+        comparisons = [comparison_of(run) for run in runs]
+        base = comparisons[0]["baseline"]
+        model = runs[0].model_version.model.name
+        minutes = [(run.end_time - run.start_time).total_seconds() / 60 if run.end_time else float("nan")
+                   for run in runs]
+        if "zero_shot" in comparisons[0]["per_query"] and pipeline == "cross_encoder_training":
+            zero_shot = comparisons[0]["per_query"]["zero_shot"]
+        for run, comparison, wall in zip(runs, comparisons, minutes, strict=True):
+            per_query = comparison["per_query"]
+            seed = str(training_seed(run.config.parameters or {}))
+            for name, values in per_query.items():
+                out.append(row(pipeline, model, name, values, per_query, base, zero_shot, seed, updates(run), wall))
+        if len(runs) > 1:
+            mean = mean_over_seeds([c["per_query"] for c in comparisons])
+            label = f"mean of {len(runs)}"
+            for name, values in mean.items():
+                if name in ("bm25", "source_run", "zero_shot", "teacher") and name in comparisons[0]["per_query"]:
+                    continue                     # identical in every seed: already listed
+                out.append(row(pipeline, model, name, values, mean, base, zero_shot, label, updates(runs[0]),
+                               float(np.mean(minutes))))
     return out
 
 
 def markdown(table: list[dict]) -> str:
-    lines = ["| pipeline | run | updates | run minutes | nDCG@10 [95 % CI] | p vs BM25 | p vs zero-shot | MRR@10 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| pipeline | run | seed | updates | run minutes | nDCG@10 [95 % CI] | p vs BM25 | p vs zero-shot "
+             "| MRR@10 |",
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def p(value):
         return "" if value is None else f"{value:.3g}"
 
     for r in table:
         low, high = r["ndcg@10 95% CI"]
-        lines.append(f"| {r['pipeline']} | {r['run']} | {r['updates'] or ''} | {r['minutes']} | "
+        lines.append(f"| {r['pipeline']} | {r['run']} | {r['seeds']} | {r['updates'] or ''} | {r['minutes']} | "
                      f"{r['ndcg@10']:.4f} [{low:.3f}, {high:.3f}] | {p(r['ndcg@10 p vs BM25'])} | "
                      f"{p(r['ndcg@10 p vs zero-shot'])} | {r['mrr@10']:.4f} |")
     return "\n".join(lines)

@@ -256,7 +256,8 @@ def ranking_curriculum(
     promotion: PromotionParams = PromotionParams(),
 ) -> None:
     """Penha & Hauff curricula vs standard training: per-query difficulty (cached per function) → one model per
-    arm, same seed and steps → ranx with paired tests against standard training → best model through the gate."""
+    arm, same seed and steps → ranx with paired tests against standard training, beside the untrained starting
+    model (``zero_shot``) → best model through the gate."""
     no_unlabeled_without_teacher(data, "ranking_curriculum")
     fingerprints = fingerprint_sources(data)
     train_set, eval_set = load_msmarco(data, fingerprints)
@@ -284,9 +285,11 @@ def ranking_curriculum(
     names = list(trained)
     runs = [rerank_candidates(trained[name][0], eval_set, eval_run, evaluation, max_length, id=f"rerank_{name}")[0]
             for name in names]
-    metrics, comparison, best = evaluate_curricula(eval_set, eval_run, runs, names, evaluation)
+    start, _ = rerank_starting_point(cross_encoder.model.model_dump(mode="json"), pairs, eval_set, eval_run,
+                                     evaluation, max_length, base)
+    metrics, comparison, best = evaluate_curricula(eval_set, eval_run, runs, names, evaluation, start)
     select_best_model([trained[name][0] for name in names], names, best)
     decision = ranking_gate(metrics, comparison, best, fingerprints, evaluation, retrieval, promotion,
-                            {"base_model": cross_encoder.model}, after="select_best_model")
+                            {"base_model": cross_encoder.model}, has_starting_point=True, after="select_best_model")
     build_curriculum_report(comparison, [trained[name][1] for name in names],
                             [trained[name][2] for name in names], names, best, decision, evaluation)

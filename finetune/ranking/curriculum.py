@@ -239,6 +239,7 @@ def compare_curricula(
     first_stage: tuple[str, Run],
     trained: Mapping[str, Run],
     evaluation: RankingEvalParams,
+    starting_point: Run | None = None,
 ) -> tuple[dict[str, float], dict, str]:
     """Evaluate standard training and every curriculum with ranx, testing each against standard training.
 
@@ -247,6 +248,9 @@ def compare_curricula(
         first_stage: (name, run) of the first stage (e.g. ``bm25``).
         trained: arm name -> reranked run; must include ``standard_training``.
         evaluation: Metrics, primary metric, relevance level, test and alpha.
+        starting_point: The untrained starting model's run (``zero_shot``), when evaluated: listed beside the arms
+            (never chosen as best) and the best arm is tested against it too (the gate's ``starting_point``
+            baseline keys, ``p_value_test_<metric>_vs_zero_shot``).
 
     Returns:
         ``metrics``: ``<arm>_test_<metric>`` for every arm and the first stage, ``p_value_<arm>_test_<metric>``
@@ -258,7 +262,7 @@ def compare_curricula(
     """
     from dataclasses import asdict
 
-    from finetune.ranking.evaluation import comparison_metrics, metric_key
+    from finetune.ranking.evaluation import STARTING_POINT, comparison_metrics, metric_key, versus_metrics
     from finetune.ranking.metrics import compare_runs
 
     if STANDARD not in trained:
@@ -266,7 +270,10 @@ def compare_curricula(
     base_name, base_run = first_stage
     common = dict(metrics=list(evaluation.metrics), stat_test=evaluation.stat_test, alpha=evaluation.alpha,
                   relevance_level=evaluation.relevance_level)
-    comparison = compare_runs(qrels, {base_name: base_run, **trained}, baseline=STANDARD, **common)
+    if STARTING_POINT in trained:
+        raise ValueError(f"{STARTING_POINT!r} is the starting model's run, not an arm name")
+    start = {} if starting_point is None else {STARTING_POINT: starting_point}
+    comparison = compare_runs(qrels, {base_name: base_run, **start, **trained}, baseline=STANDARD, **common)
     primary = evaluation.primary_metric
     best = max(trained, key=lambda arm: (comparison.means[arm][primary], arm == STANDARD))
     metrics: dict[str, float] = {}
@@ -275,6 +282,8 @@ def compare_curricula(
             metrics[metric_key(metric, run)] = value
             if run in comparison.p_values:
                 metrics[f"p_value_{metric_key(metric, run)}"] = comparison.p_values[run][metric]
-    gate = compare_runs(qrels, {base_name: base_run, best: trained[best]}, baseline=base_name, **common)
+    gate = compare_runs(qrels, {base_name: base_run, **start, best: trained[best]}, baseline=base_name, **common)
     metrics.update(comparison_metrics(gate, candidate=best, baseline=base_name))
+    if starting_point is not None:
+        metrics.update(versus_metrics(gate, best, STARTING_POINT, evaluation.stat_test, evaluation.alpha))
     return metrics, asdict(comparison), best

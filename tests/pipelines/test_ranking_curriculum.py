@@ -68,6 +68,9 @@ def test_curricula_against_standard_then_a_new_pacing_reuses_the_difficulty_scor
     assert best == max(names, key=lambda n: (metrics[f"{n}_test_ndcg@10"], n == "standard_training"))
     assert metrics["test_ndcg@10"] == metrics[f"{best}_test_ndcg@10"]
     assert all(0.0 <= metrics[f"p_value_{n}_test_ndcg@10"] <= 1.0 for n in names[1:])
+    # The untrained starting model reranks the same candidates; the best arm is tested against it.
+    assert 0.0 <= metrics["zero_shot_test_ndcg@10"] <= 1.0
+    assert 0.0 <= metrics["p_value_test_ndcg@10_vs_zero_shot"] <= 1.0
     decision = run.steps["promote_model"].outputs["promotion_decision"][0].load()
     assert decision["promote"] == (metrics["test_ndcg@10"] > metrics["bm25_test_ndcg@10"])
     version = zenml_client.get_model_version(model_name, 1)
@@ -85,3 +88,4 @@ def test_curricula_against_standard_then_a_new_pacing_reuses_the_difficulty_scor
     statuses = {name: str(step.status) for name, step in second.steps.items()}
     assert statuses["score_difficulty_bm25_std"] == "cached" and statuses["train_standard_training"] == "cached"
     assert statuses["train_model_loss_step"] == "cached" and statuses["train_bm25_std_linear"] == "completed"
+    assert statuses["rerank_starting_point"] == "cached"

@@ -127,6 +127,24 @@ def test_compare_curricula_tests_against_standard_and_picks_the_best():
     assert best == "standard_training"
 
 
+def test_compare_curricula_tests_the_best_arm_against_the_starting_model():
+    qrels = {"a": {"d1": 2}, "b": {"d2": 2}}
+    bm25 = {"a": {"d1": 1.0, "d9": 2.0}, "b": {"d2": 1.0, "d9": 2.0}}
+    good = {"a": {"d1": 2.0, "d9": 1.0}, "b": {"d2": 2.0, "d9": 1.0}}
+    half = {"a": {"d1": 2.0, "d9": 1.0}, "b": {"d2": 1.0, "d9": 2.0}}
+    evaluation = RankingEvalParams(metrics=("ndcg@10",), relevance_level=2)
+    metrics, comparison, best = compare_curricula(
+        qrels, ("bm25", bm25), {"standard_training": half, "linear": half}, evaluation, starting_point=good)
+    assert best == "standard_training"                       # the starting model is listed, never chosen
+    assert metrics["zero_shot_test_ndcg@10"] == 1.0
+    assert metrics["test_ndcg@10"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
+    assert "p_value_test_ndcg@10_vs_zero_shot" in metrics
+    assert metrics["significant_test_ndcg@10_vs_zero_shot"] == 0.0   # worse than the starting model
+    assert "zero_shot" in comparison["per_query"]
+    with pytest.raises(ValueError, match="'zero_shot' is the starting model's run"):
+        compare_curricula(qrels, ("bm25", bm25), {"standard_training": half, "zero_shot": good}, evaluation)
+
+
 def _params(steps=4):
     # Random batches, as the curriculum's standard_training arm draws them: the comparison below needs equal batches.
     return CrossEncoderParams(
