@@ -130,7 +130,8 @@ def rows(seeds: int = 3) -> list[dict]:
             zero_shot = comparisons[0]["per_query"]["zero_shot"]
         for run, comparison, wall in zip(runs, comparisons, minutes, strict=True):
             per_query = comparison["per_query"]
-            seed = str(training_seed(run.config.parameters or {}))
+            seed = training_seed(run.config.parameters or {})
+            seed = "default" if seed is None else str(seed)
             for name, values in per_query.items():
                 out.append(row(pipeline, model, name, values, per_query, base, zero_shot, seed, updates(run), wall))
         if len(runs) > 1:
