@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    # Only for annotations: importing metrics would load ranx and numba (seconds) just to draw a page.
+    # Only for annotations: importing metrics loads scipy and torch (seconds) just to draw a page.
     from finetune.ranking.metrics import RunComparison
 
 _POSITIVE, _NEGATIVE, _NEUTRAL = "#2e7d32", "#c62828", "#9e9e9e"

@@ -1,6 +1,9 @@
-"""IR metrics with ranx, averaged the TREC way, and paired significance tests between runs.
+"""IR metrics as ranx computes them, averaged the TREC way, and paired significance tests between runs.
 
 Metric names are ranx's: ``ndcg@10``, ``mrr@10``, ``map@100`` (or ``map``), ``recall@100``, ``precision@10``.
+The values are ranx's, computed by :mod:`finetune.ranking.ir_metrics` in numpy: ranx's numba kernels took up to a
+minute to compile on a fresh install (as long as the demo's training), this takes milliseconds; a test holds the two
+equal on every metric family.
 
 Conventions, chosen to match trec_eval on TREC DL / MS MARCO:
 
@@ -11,7 +14,7 @@ Conventions, chosen to match trec_eval on TREC DL / MS MARCO:
   (``mrr@10-l2``), which this module appends; a name that already has a suffix is left alone.
 - nDCG (and DCG) always use every positive grade as a linear gain, rel / log2(rank + 1), as trec_eval's
   ``ndcg_cut`` does; ``ndcg_burges`` is the exponential 2^rel - 1 variant.
-- Ties in a run's scores are ordered by ranx's unstable sort (trec_eval breaks them by docid).
+- Ties in a run's scores are ordered as ranx's unstable sort orders them (trec_eval breaks them by docid).
 """
 
 from __future__ import annotations
@@ -20,13 +23,12 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import ranx
 import scipy.stats
-from numba.core.errors import NumbaTypeSafetyWarning
 
 from finetune.data.types import Qrels, Run
 from finetune.params import RANX_METRICS
 from finetune.params import metric_family as _base_name
+from finetune.ranking import ir_metrics
 
 _GRADED_METRICS = frozenset({"dcg", "dcg_burges", "ndcg", "ndcg_burges"})
 STAT_TESTS = ("student", "fisher")
@@ -49,30 +51,9 @@ def _per_query(
     if not metrics:
         raise ValueError("metrics is empty; name at least one, e.g. ['ndcg@10']")
     names = {metric: _ranx_name(metric, relevance_level) for metric in metrics}
-    scores = {metric: dict.fromkeys(qrels, 0.0) for metric in metrics}
-    # Every metric here is 0 for an empty ranking or an empty judgment list, so those queries keep their 0 and
-    # ranx only sees queries it can score (it cannot build a Run whose candidate lists are all empty).
-    scored = [qid for qid, judged in qrels.items() if judged and run.get(qid)]
-    if not scored:
-        return scores
-    # ranx compiles its numba kernels once per doc-id width (numpy "<U{n}", n = longest id), 20-50 s each
-    # time on a cold cache. Doc ids are only compared, so fixed 12-character aliases give identical metrics
-    # and let one compiled, disk-cached specialisation serve every data set.
-    alias: dict[str, str] = {}
-
-    def aliased(ranking: dict) -> dict:
-        return {alias.setdefault(pid, f"{len(alias):012d}"): value for pid, value in ranking.items()}
-
-    ranx_qrels = ranx.Qrels({qid: aliased(qrels[qid]) for qid in scored})
-    ranx_run = ranx.Run({qid: aliased(run[qid]) for qid in scored})
-    with warnings.catch_warnings():
-        # ranx hashes doc ids (uint64) into float64 arrays; numba warns about that cast on first compile.
-        warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
-        ranx.evaluate(ranx_qrels, ranx_run, list(names.values()))
-    for metric, name in names.items():
-        for qid, value in ranx_run.scores[name].items():
-            scores[metric][qid] = float(value)
-    return scores
+    # A query the run lacks is an empty ranking, and every metric is 0 on an empty ranking or judgment list.
+    values = ir_metrics.evaluate(qrels, run, list(names.values()))
+    return {metric: dict(values[name]) for metric, name in names.items()}
 
 
 def evaluate_run(qrels: Qrels, run: Run, metrics: list[str], relevance_level: int = 1) -> dict[str, float]:
