@@ -1286,10 +1286,15 @@ class LmDistillationParams(Params):
     ``cache_top_k`` runs the teacher once over the training blocks before training and keeps only those top-k
     logits and token ids (tokens × k pairs: 115 demo blocks × 64 tokens × k 16 = 118k pairs), so no teacher is in memory
     while the student trains. The same student is also trained with ``α = 0`` (no teacher) as the report's baseline.
+
+    ``student``: a model spec, or ``teacher`` to start from the teacher's weights (after ``teacher_training`` when
+    set). ``keep_layers`` keeps these decoder layers (0-based) of the student's starting weights; unset means every
+    other layer (0, 2, 4, ...) when starting from the teacher, all layers of a spec.
     """
 
     teacher: CausalModelSpec
-    student: CausalModelSpec
+    student: CausalModelSpec | Literal["teacher"]
+    keep_layers: tuple[int, ...] | None = Field(None, min_length=1)
     teacher_training: GenerationTrainingParams | None = None
     method: MethodSpec = Field(default_factory=FullFineTuning)
     training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
@@ -1304,12 +1309,27 @@ class LmDistillationParams(Params):
         _check_method_and_training(self.method, self.training)
         if self.cache_top_k and self.top_k is None:
             raise ValueError("cache_top_k needs top_k (how many teacher logits to keep per position)")
+        if self.keep_layers is not None and (list(self.keep_layers) != sorted(set(self.keep_layers))
+                                             or self.keep_layers[0] < 0):
+            raise ValueError(f"keep_layers: {list(self.keep_layers)} must be strictly increasing layer indices ≥ 0")
         return self
 
-    def student_params(self) -> CausalLmParams:
-        """The student's continued pre-training parameters (model, method, optimisation, block size)."""
-        return CausalLmParams(model=self.student, method=self.method, training=self.training,
-                              block_size=self.block_size)
+    def layers_to_keep(self, num_layers: int) -> tuple[int, ...] | None:
+        """The decoder layers the student keeps of its ``num_layers``-layer starting model (None: all of them)."""
+        if self.keep_layers is not None:
+            if self.keep_layers[-1] >= num_layers:
+                raise ValueError(f"keep_layers: {list(self.keep_layers)} goes beyond the {num_layers} layers of the "
+                                 "student's starting model")
+            return self.keep_layers
+        return tuple(range(0, num_layers, 2)) if self.student == "teacher" else None
+
+    def student_params(self, model: CausalModelSpec | None = None) -> CausalLmParams:
+        """The student's continued pre-training parameters (model, method, optimisation, block size); ``model``
+        replaces the student spec (needed when the student starts from the teacher)."""
+        model = model if model is not None else self.student
+        if model == "teacher":
+            raise ValueError("student: 'teacher' starts from the teacher's weights; give the model directory")
+        return CausalLmParams(model=model, method=self.method, training=self.training, block_size=self.block_size)
 
     def teacher_params(self) -> CausalLmParams:
         """The teacher's own training on the corpus (full fine-tuning with ``teacher_training``).

@@ -183,8 +183,12 @@ def lm_distillation(
     if distillation.teacher_training is not None:
         teacher_dir, _, _ = train_causal_lm_model(teacher_dir, train, validation, distillation.teacher_params(),
                                                   id="train_teacher")
-    student_base_dir = prepare_causal_lm(distillation.student, train, id="prepare_student",
-                                         model_fingerprints=role_fingerprints("student_base", distillation.student))
+    if distillation.student == "teacher":       # a shallower copy of the teacher (layers dropped when training)
+        student_base_dir = teacher_dir
+    else:
+        student_base_dir = prepare_causal_lm(distillation.student, train, id="prepare_student",
+                                             model_fingerprints=role_fingerprints("student_base",
+                                                                                  distillation.student))
     model_dir, training_log, training_stats = distill_causal_lm_model(teacher_dir, student_base_dir, train,
                                                                       validation, distillation)
     baseline_dir, baseline_log, baseline_stats = distill_causal_lm_model(

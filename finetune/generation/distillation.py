@@ -27,6 +27,7 @@ from finetune.generation.training import (
     early_stopping_callbacks,
     run_training,
 )
+from finetune.models.layer_dropping import drop_layers, num_layers
 from finetune.params import LmDistillationParams
 
 
@@ -163,7 +164,8 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
         train: Documents (``text`` column).
         validation: Documents for the validation loss (may be empty).
         teacher_dir: A saved causal LM.
-        params: Student model (a local directory sharing the teacher's tokenizer), α, τ, top-k and training.
+        params: Student model (a local directory sharing the teacher's tokenizer, or ``teacher``), the layers it
+            keeps of those starting weights (``layers_to_keep``), α, τ, top-k and training.
         output_dir: Work folder; the student is saved to ``<output_dir>/model``.
     """
     from transformers import AutoModelForCausalLM
@@ -172,10 +174,15 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
     from finetune.models.sources import pretrained_kwargs
 
     out = Path(output_dir)
-    student_dir = resolve_causal_model(params.student, out / "base", texts=train["text"].tolist()).name_or_path
+    spec = _local(teacher_dir) if params.student == "teacher" else params.student
+    student_dir = resolve_causal_model(spec, out / "base", texts=train["text"].tolist()).name_or_path
+    keep = params.layers_to_keep(num_layers(student_dir))
+    if keep is not None:
+        drop_layers(student_dir, out / "base_layers", keep)
+        student_dir = str(out / "base_layers")
     check_vocabularies(teacher_dir, student_dir)
-    setup = causal_lm_setup(train, validation, params.student_params().model_copy(
-        update={"model": _local(student_dir)}), out, "lm_distillation", (params, Path(teacher_dir)))
+    setup = causal_lm_setup(train, validation, params.student_params(_local(student_dir)), out, "lm_distillation",
+                            (params, Path(teacher_dir)))
     base = setup.trainer
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, **pretrained_kwargs())
     train_dataset = base.train_dataset
@@ -221,7 +228,7 @@ def scoring_throughput(model, blocks: list[list[int]], batch_size: int) -> float
 
 
 def compare_models(model_dirs: dict[str, str | Path], texts: list[str], block_size: int, batch_size: int,
-                   device: str) -> list[dict]:
+                   device: str, paired_against: str | None = None) -> list[dict]:
     """Held-out perplexity, parameter count and scoring tokens/s of each model, on the same blocks of ``texts``.
 
     Args:
@@ -230,20 +237,52 @@ def compare_models(model_dirs: dict[str, str | Path], texts: list[str], block_si
         block_size: Tokens per window.
         batch_size: Windows per forward pass.
         device: Where the models run.
+        paired_against: A role whose windows every other model is compared with, window by window
+            (``paired_windows``): adds its columns to the other rows.
 
     Returns:
-        One row per model: ``model``, ``parameters``, ``test_perplexity``, ``test_nll``, ``tokens_per_second``.
+        One row per model: ``model``, ``parameters``, ``test_perplexity``, ``test_nll``, ``tokens_per_second``
+        (and the paired columns).
     """
     from finetune.generation.training import group_texts
     from finetune.models.causal import load_causal_lm
 
-    rows = []
+    rows, windows = [], {}
     for role, path in model_dirs.items():
         model, tokenizer = load_causal_lm(path, device=device)
         result = perplexity(model, texts, tokenizer, block_size, block_size, batch_size)
+        windows[role] = result.window_perplexity
         ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         blocks = group_texts(ids, block_size, tokenizer.eos_token_id) or [sum(ids, [])[:block_size]]
         rows.append({"model": role, "parameters": sum(p.numel() for p in model.parameters()),
                      "test_perplexity": result.perplexity, "test_nll": result.mean_nll,
                      "tokens_per_second": scoring_throughput(model, blocks, batch_size)})
+    if paired_against is not None:
+        for row in rows:
+            if row["model"] != paired_against:
+                row.update(paired_windows(windows[row["model"]], windows[paired_against], paired_against))
     return rows
+
+
+def paired_windows(candidate: dict[str, float], baseline: dict[str, float], name: str) -> dict[str, object]:
+    """Window-by-window comparison of two models' perplexities on the same held-out windows.
+
+    The per-window difference of log-perplexity (mean NLL per token; negative: the candidate is better) is tested
+    with a paired t-test; the interval is the 95 % t interval of its mean.
+
+    Returns:
+        ``Δ log-ppl vs <name>``, its ``Δ low`` / ``Δ high``, ``windows better`` (``k/n``) and ``vs <name> p``.
+    """
+    import numpy as np
+    from scipy import stats
+
+    keys = sorted(set(candidate) & set(baseline))
+    if len(keys) < 2:
+        raise ValueError(f"paired test against {name}: {len(keys)} common windows (the models need one tokenizer)")
+    diff = np.array([np.log(candidate[k]) - np.log(baseline[k]) for k in keys])
+    mean, sem = float(diff.mean()), float(stats.sem(diff))
+    half = float(stats.t.ppf(0.975, len(diff) - 1) * sem) if sem > 0 else 0.0
+    p = float(stats.ttest_rel(np.log([candidate[k] for k in keys]), np.log([baseline[k] for k in keys])).pvalue) \
+        if sem > 0 else (0.0 if mean != 0 else 1.0)
+    return {f"Δ log-ppl vs {name}": mean, "Δ low": mean - half, "Δ high": mean + half,
+            "windows better": f"{int((diff < 0).sum())}/{len(diff)}", f"vs {name} p": p}

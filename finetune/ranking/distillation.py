@@ -5,7 +5,7 @@ its scores for every mined (query, positive, negatives) group become a ``teacher
 pipelines store as the ``teacher_scores`` artifact so a second run reuses it. A cross-encoder student learns them
 with sentence-transformers' cross-encoder MarginMSELoss / MSELoss / ListNetLoss (``kl``); a dual-encoder student
 with MarginMSELoss / DistillKLDivLoss (``finetune.ranking.dual_encoder``). Students start from a smaller model or
-from the teacher with layers dropped (``finetune.ranking.layer_dropping``).
+from the teacher with layers dropped (``finetune.models.layer_dropping``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import pandas as pd
 
 from finetune.data.types import RankingSet, Run
 from finetune.device import InferencePrecision, resolve_placement
+from finetune.models.layer_dropping import drop_layers
 from finetune.models.sources import count_parameters, resolve_model, sentence_transformers_kwargs
 from finetune.params import CrossEncoderDistillationParams, RankingEvalParams
 from finetune.ranking import cross_encoder, dual_encoder
 from finetune.ranking.cross_encoder import RerankResult, TrainResult
 from finetune.ranking.evaluation import comparison_metrics, metric_key
-from finetune.ranking.layer_dropping import drop_layers
 from finetune.ranking.metrics import RunComparison, compare_runs
 from finetune.training import checkpoint_plan, seed_before_building, train_and_save
 

@@ -18,12 +18,12 @@ import pandas as pd
 
 from finetune.data.types import RankingSet, Run
 from finetune.device import Placement, resolve_placement
+from finetune.models.layer_dropping import drop_layers
 from finetune.models.sources import count_parameters, pretrained_kwargs, resolve_model, sentence_transformers_kwargs
 from finetune.params import DenseEvalParams, DualEncoderParams, RankingEvalParams, TrainingParams
 from finetune.ranking.cross_encoder import RerankResult, to_loss_dataset, top_candidates
 from finetune.ranking.dense_search import search
 from finetune.ranking.evaluation import STARTING_POINT, comparison_metrics, metric_key, versus_metrics
-from finetune.ranking.layer_dropping import drop_layers
 from finetune.ranking.metrics import RunComparison, compare_runs
 from finetune.training import (
     CheckpointPlan,

@@ -8,6 +8,7 @@ from zenml.enums import ArtifactType
 
 from finetune.generation.distillation import distill_causal_lm
 from finetune.models.directory import ModelDirectory
+from finetune.models.layer_dropping import num_layers
 from finetune.params import LmDistillationParams, LocalModel
 from steps.metadata import record
 
@@ -26,9 +27,12 @@ def distill_causal_lm_model(
 ]:
     """Train the student on packed text blocks with ``α·τ²·KL(teacher ‖ student) + (1−α)·CE`` (α = 0: no teacher).
 
-    Fails before training when the teacher and student vocabularies differ.
+    ``student_base_dir`` is the teacher's own directory when the student starts from the teacher; the layers it
+    keeps are resolved here (every other one by default). Fails before training when the vocabularies differ.
     """
-    params = distillation.model_copy(update={"student": LocalModel(path=Path(student_base_dir.path))})
+    keep = distillation.layers_to_keep(num_layers(student_base_dir.path))
+    params = distillation.model_copy(update={"student": LocalModel(path=Path(student_base_dir.path)),
+                                             "keep_layers": keep})
     result = distill_causal_lm(train_documents, validation_documents, teacher_dir.path, params,
                                tempfile.mkdtemp(prefix="lm_kd_"))
     stats = {"method": distillation.method.name, **result.stats}

@@ -147,3 +147,57 @@ def test_cached_top_k_teacher_logits_train_like_the_teacher_run_on_the_fly(corpu
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
     with pytest.raises(ValueError, match="cache_top_k needs top_k"):
         LmDistillationParams(teacher={"kind": "tiny_gpt2"}, student={"kind": "tiny_gpt2"}, cache_top_k=True)
+
+
+def test_student_from_the_teacher_keeps_every_other_layer_unless_told(corpus, tmp_path):
+    from finetune.models.layer_dropping import num_layers
+    from finetune.params import TinyLlamaModel
+
+    train, validation, test = corpus
+    teacher = build_tiny_causal_lm(TinyLlamaModel(num_layers=4, hidden_size=32, vocab_size=400), tmp_path / "t",
+                                   train["text"].tolist())
+    params = LmDistillationParams(teacher={"kind": "local", "path": str(teacher)}, student="teacher",
+                                  training={**TRAINING, "max_steps": 2}, block_size=32)
+    assert params.layers_to_keep(4) == (0, 2) and params.layers_to_keep(5) == (0, 2, 4)
+    result = distill_causal_lm(train, validation, teacher, params, tmp_path / "kd")
+    assert num_layers(result.model_dir) == 2 and result.stats["steps"] == 2
+    rows = compare_models({"teacher": teacher, "student": result.model_dir}, test["text"].tolist(), 32, 8, "cpu",
+                          paired_against="teacher")
+    assert rows[0]["parameters"] > rows[1]["parameters"]
+    student = rows[1]
+    assert student["Δ log-ppl vs teacher"] == pytest.approx(
+        student["test_nll"] - rows[0]["test_nll"], abs=0.5)  # window means vs token means: close, not equal
+    assert student["Δ low"] < student["Δ log-ppl vs teacher"] < student["Δ high"]
+    assert 0.0 <= student["vs teacher p"] <= 1.0 and "/" in student["windows better"]
+    # An explicit list wins; a spec keeps all its layers unless told.
+    assert params.model_copy(update={"keep_layers": (1, 3)}).layers_to_keep(4) == (1, 3)
+    spec = LmDistillationParams(teacher={"kind": "local", "path": str(teacher)},
+                                student={"kind": "local", "path": str(teacher)})
+    assert spec.layers_to_keep(4) is None
+
+
+def test_keep_layers_errors_name_the_key():
+    teacher = {"kind": "local", "path": "/nowhere"}
+    with pytest.raises(ValueError, match="keep_layers: \\[2, 1\\] must be strictly increasing"):
+        LmDistillationParams(teacher=teacher, student="teacher", keep_layers=(2, 1))
+    params = LmDistillationParams(teacher=teacher, student="teacher", keep_layers=(0, 7))
+    with pytest.raises(ValueError, match="keep_layers: \\[0, 7\\] goes beyond the 4 layers"):
+        params.layers_to_keep(4)
+    with pytest.raises(ValueError, match="student: 'teacher' starts from the teacher's weights"):
+        params.student_params()
+
+
+def test_paired_windows_golden_values():
+    """Candidate perplexities e^1, e^2, e^3 against e^2, e^2, e^5: log differences −1, 0, −2, mean −1, sample sd 1,
+    t = −1 / (1/√3) = −√3 with 2 degrees of freedom: two-sided p = 0.2254, half-width t₀.₉₇₅,₂ · 1/√3 = 2.4842."""
+    from finetune.generation.distillation import paired_windows
+
+    candidate = {"a": math.e, "b": math.e ** 2, "c": math.e ** 3}
+    baseline = {"a": math.e ** 2, "b": math.e ** 2, "c": math.e ** 5, "unshared": 1.0}
+    out = paired_windows(candidate, baseline, "no_kd")
+    assert out["Δ log-ppl vs no_kd"] == pytest.approx(-1.0)
+    assert out["vs no_kd p"] == pytest.approx(0.2254, abs=1e-4)
+    assert out["Δ low"] == pytest.approx(-1.0 - 2.4842, abs=1e-4) and out["Δ high"] == pytest.approx(1.4842, abs=1e-4)
+    assert out["windows better"] == "2/3"
+    with pytest.raises(ValueError, match="1 common windows"):
+        paired_windows({"a": 1.0}, {"a": 2.0}, "no_kd")

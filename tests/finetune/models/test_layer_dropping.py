@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from finetune.models.layer_dropping import drop_layers, every_other_layer, num_layers
 from finetune.models.sources import build_tiny_bert
 from finetune.params import TinyBertModel
-from finetune.ranking.layer_dropping import drop_layers, every_other_layer, num_layers
 
 TEXTS = ["the capital of france is paris", "dogs bark at the postman", "rivers flow into the sea"] * 3
 
@@ -89,3 +89,33 @@ def test_two_tower_models_lose_layers_in_both_towers(tmp_path):
     with pytest.raises(ValueError, match="keep_layers"):
         drop_layers(tmp_path / "two_towers", tmp_path / "bad", keep=(0, 4))
     assert not (tmp_path / "bad").exists()  # nothing is written when the layer list is wrong
+
+
+@pytest.mark.parametrize("kind", ["tiny_gpt2", "tiny_llama"])
+def test_decoder_layers_are_dropped_and_the_student_computes_with_exactly_the_kept_layers(kind, tmp_path):
+    """A 4-layer causal LM keeps layers 1 and 3: the copy loads as a 2-layer model whose logits equal those of the
+    original run through layers 1 and 3 only (same embeddings, final norm and tied head)."""
+    from transformers import AutoModelForCausalLM
+
+    from finetune.models.causal import build_tiny_causal_lm
+    from finetune.params import TinyGpt2Model, TinyLlamaModel
+
+    spec = (TinyGpt2Model if kind == "tiny_gpt2" else TinyLlamaModel)(num_layers=4, hidden_size=32, vocab_size=300)
+    source = build_tiny_causal_lm(spec, tmp_path / "teacher", TEXTS)
+    assert num_layers(source) == 4
+    assert drop_layers(source, tmp_path / "student", keep=(1, 3)) == (1, 3)
+    assert num_layers(tmp_path / "student") == 2
+    teacher = AutoModelForCausalLM.from_pretrained(source).eval()
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "student").eval()
+    layers = teacher.transformer.h if kind == "tiny_gpt2" else teacher.model.layers
+    kept = torch.nn.ModuleList([layers[1], layers[3]])
+    for index, layer in enumerate(kept):
+        (layer.attn if kind == "tiny_gpt2" else layer.self_attn).layer_idx = index
+    if kind == "tiny_gpt2":
+        teacher.transformer.h = kept
+    else:
+        teacher.model.layers = kept
+    teacher.config.num_hidden_layers = 2
+    ids = torch.tensor([[5, 17, 42, 8, 99, 3]])
+    with torch.no_grad():
+        assert torch.allclose(student(input_ids=ids).logits, teacher(input_ids=ids).logits, atol=1e-6)
