@@ -8,7 +8,9 @@ No pretrained causal LM can be downloaded here: the policy is a tiny GPT-2 (hidd
 initialisation with a 2,000-entry BPE tokenizer trained on the training pairs, aligned with DPO (full fine-tuning,
 β = 0.1, sigmoid loss, the starting model as reference). Such a model knows no English, so held-out accuracy near
 chance (0.5) is the expected result; the point is the measurement, with its 95% Wilson interval, next to the
-accuracy of always preferring the longer answer (a cue that needs no language).
+accuracy of always preferring the longer answer (a cue that needs no language) and of the starting model's own
+log-probability preference, each compared pair by pair with the policy (exact McNemar test), also on the
+length-balanced subset (``finetune.generation.preference.comparison_metrics``).
 
 Run: ``python -m bench.dpo_hh_rlhf`` (needs ../shared/evaldata); results go to ``bench/results/dpo_hh_rlhf.json``.
 """
@@ -16,7 +18,6 @@ Run: ``python -m bench.dpo_hh_rlhf`` (needs ../shared/evaldata); results go to `
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -27,7 +28,7 @@ import torch
 
 from bench.generation_wikitext import machine
 from finetune.data.preferences import load_preference_data
-from finetune.generation.preference import evaluate_preferences, train_dpo
+from finetune.generation.preference import evaluate_preferences, train_dpo, wilson_interval
 from finetune.params import DpoParams, LocalModel, PreferenceDataParams, PreferenceFile, TinyGpt2Model
 
 HH = Path("../shared/evaldata/hh-rlhf/helpful-base-test.jsonl.gz")
@@ -38,14 +39,6 @@ MODEL = TinyGpt2Model(hidden_size=64, num_layers=2, num_heads=4, vocab_size=2000
 TRAINING = {"max_steps": 150, "per_device_batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.05,
             "lr_scheduler": "cosine", "max_length": MAX_TOKENS, "logging_steps": 10, "eval_steps": 50,
             "per_device_eval_batch_size": 16, "device": "cpu", "precision": "fp32"}
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def fits(frame, tokenizer) -> list[bool]:
@@ -78,13 +71,11 @@ def main() -> int:
     params = DpoParams(model=LocalModel(path=base), method={"name": "full"}, reference="model", beta=0.1,
                        loss_type="sigmoid", training=TRAINING)
     result = train_dpo(kept["train"], kept["test"], params, work / "dpo")
-    metrics, correct = evaluate_preferences(result.model_dir, base, kept["test"], params.beta, 16, "cpu")
+    evaluation = evaluate_preferences(result.model_dir, base, kept["test"], params.beta, 16, "cpu")
     shutil.rmtree(work)
+    metrics, correct = evaluation.metrics, evaluation.correct["preference"]
     n, wins = len(correct), sum(correct)
-    # The surface cue a model without language can use: is the chosen answer the longer one (in tokens)?
-    longer = [len(tokenizer(c)["input_ids"]) > len(tokenizer(r)["input_ids"])
-              for c, r in zip(kept["test"]["chosen"], kept["test"]["rejected"], strict=True)]
-    low, high = wilson(wins, n)
+    low, high = wilson_interval(wins, n)
     curve = [{"step": e["step"], "eval_rewards/accuracies": round(e["eval_rewards/accuracies"], 4)}
              for e in result.log_history if "eval_rewards/accuracies" in e]
     results = {"machine": machine(), "model": MODEL.model_dump(), "training": TRAINING, "beta": params.beta,
@@ -92,7 +83,10 @@ def main() -> int:
                          "test_used": n},
                "test_preference_accuracy": round(wins / n, 4), "accuracy_95ci_wilson": [round(low, 4), round(high, 4)],
                "test_reward_margin": round(metrics["test_reward_margin"], 5), "eval_curve": curve,
-               "longer_answer_baseline_accuracy": round(sum(longer) / n, 4),
+               # The surface cue a model without language can use: is the chosen answer the longer one (in tokens)?
+               "longer_answer_baseline_accuracy": round(metrics["test_longer_answer_accuracy"], 4),
+               # Policy against the baselines on the same pairs: accuracies, intervals, McNemar p, balanced subset.
+               "held_out_metrics": {k: round(v, 4) for k, v in metrics.items() if not k.startswith("test_reward")},
                "train_stats": result.stats, "total_seconds": round(time.perf_counter() - start, 1)}
     print(json.dumps(results, indent=2), flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

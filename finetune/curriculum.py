@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, RandomSampler, Sampler
 
+from finetune.params import CurriculumSchedule
+
 STANDARD = "standard_training"
 ROOT_DEGREES = (2, 5, 10, 20, 50)
 PACING_FUNCTIONS: tuple[str, ...] = (
@@ -32,8 +34,9 @@ PACING_FUNCTIONS: tuple[str, ...] = (
     "cubic",
     "step",
 )
-DEFAULT_C0 = 0.33
-DEFAULT_FULL_DATA_FRACTION = 0.9
+# The paper's c0 = 0.33 and T = 0.9 × total steps, defined once in finetune.params (the pipelines' defaults).
+DEFAULT_C0 = CurriculumSchedule.model_fields["c0"].default
+DEFAULT_FULL_DATA_FRACTION = CurriculumSchedule.model_fields["full_data_fraction"].default
 
 
 def pacing_fraction(

@@ -475,7 +475,11 @@ class PromotionParams(Params):
     production version on the primary metric, in the metric's direction (lower perplexity is better).
 
     ``min_delta`` is the smallest improvement of the primary metric that counts (absolute, e.g. 0.005 nDCG).
-    ``require_significance`` additionally asks the paired test against the first-stage baseline to be significant.
+    ``require_significance`` additionally asks the paired test against the baseline to be significant: the ranking
+    evaluators' test against the first stage (``evaluation.stat_test`` and ``alpha``), or in generation pipelines
+    the gate's own on the per-item values of the candidate and the baseline (few-shot ROUGE-L, base perplexity per
+    window, base reward per prompt) with this ``stat_test`` and ``alpha``. A pipeline without a baseline, or without
+    per-item values of it, refuses it before anything runs.
     ``alpha`` and ``stat_test`` are the gate's paired test against production on the items both versions were
     evaluated on (per query, per example, per pair, per prompt, per document): p must be below ``alpha``.
     ``baseline`` (ranking pipelines that train from a model: cross-encoder, dual encoder, curriculum) says which
@@ -554,6 +558,18 @@ class DualEncoderParams(Params):
         if self.scale is not None:
             return self.scale
         return 20.0 if self.similarity == "cosine" else 1.0
+
+
+class DualEncoderTrainingParams(DualEncoderParams):
+    """``dual_encoder`` of ``dual_encoder_training`` (and ``retraining``): it learns from mined groups, with no
+    teacher, so ``loss`` is ``mnrl``; the teacher-score losses are ``dual_encoder_distillation``'s."""
+
+    @model_validator(mode="after")
+    def _no_teacher_loss(self) -> DualEncoderTrainingParams:
+        if self.loss != "mnrl":
+            raise ValueError(f"loss: '{self.loss}' learns from teacher scores, which dual_encoder_training has none "
+                             "of; use loss: mnrl, or the dual_encoder_distillation pipeline")
+        return self
 
 
 class DenseEvalParams(Params):
@@ -902,6 +918,16 @@ class SftParams(Params):
         return self
 
 
+class MultiGpuSftParams(SftParams):
+    """``sft`` of ``sft_training_multi_gpu``: every method but QLoRA, whose 4-bit base is single-GPU only here."""
+
+    @model_validator(mode="after")
+    def _single_gpu_methods(self) -> MultiGpuSftParams:
+        if self.method.name == "qlora":
+            raise ValueError("method: qlora is single-GPU only; run sft_training with a GPU config instead")
+        return self
+
+
 class CausalLmParams(Params):
     """Continued pre-training: documents tokenized, concatenated with EOS and cut into ``block_size`` blocks."""
 
@@ -1232,20 +1258,34 @@ class DifficultyParams(Params):
     max_length: int = Field(256, ge=8)
 
 
-class CurriculumParams(Params):
-    """Curricula to compare with standard training (Penha & Hauff 2020).
+class CurriculumSchedule(Params):
+    """How every curriculum arm paces its data (Penha & Hauff 2020), and the one place these defaults live
+    (:mod:`finetune.curriculum` reads them from here).
+
+    ``c0`` is the fraction of the data available at the first step and ``full_data_fraction`` the share of the
+    steps after which all data is available (the paper: 0.33 and 0.9); ``seed`` orders equally difficult rows.
+    """
+
+    c0: float = Field(0.33, gt=0.0, le=1.0)
+    full_data_fraction: float = Field(0.9, gt=0.0, le=1.0)
+    seed: int = 0
+
+
+class CurriculumParams(CurriculumSchedule):
+    """Curricula to compare with standard training (Penha & Hauff 2020): the schedule's ``c0``,
+    ``full_data_fraction`` and ``seed`` (which also draws the ``random`` difficulty), and the arms.
 
     Every arm trains the same model with the same seed and the same number of optimizer steps; only the order
-    of the data differs. ``c0`` is the fraction of the data available at the first step and
-    ``full_data_fraction`` the share of the steps after which all data is available (the paper: 0.33 and 0.9).
-    ``model_prediction``/``model_loss`` score queries with this run's standard-training model.
+    of the data differs. ``model_prediction``/``model_loss`` score queries with this run's standard-training model.
     """
 
     arms: tuple[CurriculumArm, ...] = Field(min_length=1)
-    c0: float = Field(0.33, gt=0.0, le=1.0)
-    full_data_fraction: float = Field(0.9, gt=0.0, le=1.0)
     semantic_model: ModelSpec = Field(default_factory=PackagedModel)
-    seed: int = 0
+
+    @property
+    def schedule(self) -> CurriculumSchedule:
+        """The schedule alone: what each arm's training step takes (editing the arms keeps its cache)."""
+        return CurriculumSchedule(c0=self.c0, full_data_fraction=self.full_data_fraction, seed=self.seed)
 
     @model_validator(mode="after")
     def _unique_arms(self) -> CurriculumParams:
@@ -1395,7 +1435,9 @@ class DpoParams(Params):
     ``reference``: ``model`` keeps a frozen reference model in memory (``reference_model``, default the starting
     model); ``adapter_disabled`` uses the starting model by switching the LoRA adapter off (no second copy; LoRA
     only); ``precomputed`` scores every training pair with the starting model once before training
-    (``precompute_ref_log_probs``) and keeps no reference model during training.
+    (``precompute_ref_log_probs``) and keeps no reference model during training. ``max_eval_pairs``: how many of the
+    held-out pairs (the first ones) the trainer evaluates every ``eval_steps`` and at the end (None: all; 0: none,
+    when that pass would cost as much as the held-out evaluation step itself, as on CPU).
     """
 
     model: CausalModelSpec
@@ -1405,6 +1447,7 @@ class DpoParams(Params):
     beta: float = Field(0.1, gt=0.0)
     loss_type: DpoLossType = "sigmoid"
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    max_eval_pairs: int | None = Field(None, ge=0)
     training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
 
     @model_validator(mode="after")

@@ -68,6 +68,24 @@ def compare_paired(
                             paired_p_value(cand, prod, stat_test=stat_test))
 
 
+def baseline_significance(metric: str, candidate: Mapping[str, float], baseline: Mapping[str, float],
+                          params: PromotionParams) -> dict[str, float]:
+    """The candidate's paired test against the baseline on the items both were evaluated on, named as a ranking
+    evaluator names its test against the first stage: ``p_value_<metric>`` and ``significant_<metric>`` (1.0 when
+    p < ``params.alpha`` and the candidate's mean is better in the metric's direction, else 0.0). Empty when fewer
+    than two items are shared, so the gate says the test was not run.
+
+    Example (ROUGE-L per prompt, student test): candidate 0.5, 0.6, 0.7, baseline 0.1, 0.3, 0.2 → differences
+    0.4, 0.3, 0.5, mean 0.4, sd 0.1, t = 0.4 / (0.1/√3) = 6.93, df 2 → p = 0.0202 < 0.05 → significant.
+    """
+    paired = compare_paired(candidate, baseline, params.stat_test)
+    if paired is None:
+        return {}
+    better = (paired.candidate_mean - paired.production_mean) * (1.0 if higher_is_better(metric) else -1.0) > 0
+    significant = paired.p_value < params.alpha and better
+    return {f"p_value_{metric}": paired.p_value, f"significant_{metric}": float(significant)}
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
     """Outcome of the gate.
@@ -149,9 +167,13 @@ def decide_promotion(
     if baseline is not None and not beats(candidate, baseline):
         return PromotionDecision(False, reason=f"{metric} {candidate:.4f} does not beat the baseline {baseline:.4f} "
                                  f"by more than {params.min_delta}{direction}", **common)
+    if params.require_significance and baseline is None:
+        return PromotionDecision(False, reason=f"{metric} {candidate:.4f}: require_significance is set, but there is "
+                                 "no baseline to test against", **common)
     if params.require_significance and not baseline_significant:
-        return PromotionDecision(False, reason=f"{metric} {candidate:.4f}: the paired test against the baseline "
-                                 f"{'is not significant' if baseline_significant is False else 'was not run'}",
+        why = "is not significant" if baseline_significant is False else \
+            "was not run (no significance flag or per-item values of the baseline to pair)"
+        return PromotionDecision(False, reason=f"{metric} {candidate:.4f}: the paired test against the baseline {why}",
                                  **common)
     against = "" if baseline is None else f"; beats the baseline {baseline:.4f}"
     if production is None:
@@ -217,27 +239,28 @@ def parent_specs(parents: Mapping[str, object]) -> dict[str, dict]:
 
 
 def data_check(current: Mapping[str, str], recorded: Mapping[str, str] | None, force: bool = False,
-               version: str | None = None) -> dict:
-    """Whether to retrain: the data sources' fingerprints (path -> sha256) against those recorded on the
-    production version ``version``.
+               version: str | None = None, *, stage: str) -> dict:
+    """Whether to retrain: the data sources' fingerprints (path -> sha256) against those recorded on version
+    ``version``, the one in ``stage`` (``PromotionParams.stage``: ``production`` or ``staging``).
 
     Returns:
-        ``retrain`` (bool), ``reason`` (one sentence), and the ``changed``, ``added`` and ``removed`` paths.
+        ``retrain`` (bool), ``reason`` (one sentence naming the stage), and the ``changed``, ``added`` and
+        ``removed`` paths.
     """
     recorded = dict(recorded or {})
     changed = sorted(p for p in set(current) & set(recorded) if current[p] != recorded[p])
     added, removed = sorted(set(current) - set(recorded)), sorted(set(recorded) - set(current))
     diff = {"changed": changed, "added": added, "removed": removed}
     if version is None:
-        return {"retrain": True, "reason": "no production version yet: training", **diff}
+        return {"retrain": True, "reason": f"no {stage} version yet: training", **diff}
+    who = f"{stage} version {version}"
     if not recorded:
-        return {"retrain": True, "reason": f"production version {version} has no data fingerprints: training", **diff}
+        return {"retrain": True, "reason": f"{who} has no data fingerprints: training", **diff}
     if changed or added or removed:
         parts = [f"{len(paths)} {what}" for what, paths in diff.items() if paths]
-        return {"retrain": True, "reason": f"new data since production version {version} ({', '.join(parts)} "
-                f"of {len(current)} files): training", **diff}
-    if force:
-        return {"retrain": True, "reason": f"no new data since production version {version}, but force is set: "
+        return {"retrain": True, "reason": f"new data since {who} ({', '.join(parts)} of {len(current)} files): "
                 "training", **diff}
-    return {"retrain": False, "reason": f"no new data since production version {version} (all {len(current)} "
-            "files have the same sha256): nothing to train", **diff}
+    if force:
+        return {"retrain": True, "reason": f"no new data since {who}, but force is set: training", **diff}
+    return {"retrain": False, "reason": f"no new data since {who} (all {len(current)} files have the same sha256): "
+            "nothing to train", **diff}

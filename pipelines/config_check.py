@@ -175,7 +175,11 @@ def validate_config(path: str | Path, pipeline_name: str | None = None) -> list[
                  if p.default is inspect.Parameter.empty and name not in given]
     if problems:
         return problems
-    pipe.prepare(**values)
+    try:
+        pipe.prepare(**values)
+    except ValueError as exc:  # a rule that needs the pipeline (checked as it is composed): one line, not a trace
+        return [f"{path}: {line}" for line in (_format(exc, "parameters") if isinstance(exc, ValidationError)
+                                              else [" ".join(str(exc).split())])]
     problems += [f"{path}: steps.{name}: no such step in {pipe.name} (steps: {sorted(pipe.invocations)})"
                  for name in (config.get("steps") or {}) if name not in pipe.invocations]
     return problems

@@ -66,12 +66,24 @@ from steps.train.train_sft_model import train_sft_model
 
 
 def generation_gate(metrics, fingerprints, promotion: PromotionParams, primary_metric: str, parents: dict,
-                    baseline_metric: str | None = None, other_metrics: list | None = None, per_item=None):
+                    baseline_metric: str | None = None, other_metrics: list | None = None, per_item=None,
+                    baseline_per_item=None):
     """``promote_model`` for a generation candidate; ``parents`` are model specs by role (None: no such model);
-    ``per_item`` the primary metric's value per evaluation item, where the evaluator measures one."""
+    ``per_item`` the primary metric's value per evaluation item, where the evaluator measures one, and
+    ``baseline_per_item`` the baseline's on the same items (the gate's paired test against the baseline).
+
+    ``promotion.require_significance`` needs that test, so it is refused before anything runs where the pipeline
+    has no baseline or no per-item values of both.
+    """
+    if promotion.require_significance and baseline_metric is None:
+        raise ValueError(f"promotion.require_significance: this pipeline has no baseline for {primary_metric} to be "
+                         "tested against; leave it false")
+    if promotion.require_significance and (per_item is None or baseline_per_item is None):
+        raise ValueError(f"promotion.require_significance: this pipeline has no per-item values of {primary_metric} "
+                         f"and {baseline_metric} to pair, so no paired test against the baseline; leave it false")
     decision, _ = promote_model(
         metrics, fingerprints, promotion, primary_metric, other_metrics or [], baseline_metric=baseline_metric,
-        per_item=per_item, parents=parent_specs(parents))
+        per_item=per_item, baseline_per_item=baseline_per_item, parents=parent_specs(parents))
     return decision
 
 
@@ -97,11 +109,13 @@ def sft_training(
     if mc_data is not None:
         mc_train, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
         mc_metrics = evaluate_multiple_choice(model_dir, mc_test, evaluation)
-    few_shot, few_shot_samples = few_shot_baseline(base_model_dir, train, test, evaluation, mc_train, mc_test,
-                                                   template=data.template)
+    few_shot, few_shot_samples, few_shot_per_example = few_shot_baseline(base_model_dir, train, test, evaluation,
+                                                                         data.template, mc_train, mc_test)
+    paired = primary_metric == "test_rougeL"  # the metric the evaluators measure per example
     decision = generation_gate(metrics, fingerprints, promotion, primary_metric, {"base_model": sft.model},
                                baseline_metric=f"few_shot_{primary_metric}", other_metrics=[few_shot, perplexity],
-                               per_item=per_example if primary_metric == "test_rougeL" else None)
+                               per_item=per_example if paired else None,
+                               baseline_per_item=few_shot_per_example if paired else None)
     build_generation_report(metrics, samples, evaluation, perplexity, mc_metrics, few_shot, few_shot_samples,
                             training_log, title=f"SFT ({sft.method.name})", promotion_decision=decision)
 
@@ -119,13 +133,13 @@ def causal_lm_training(
     train, validation, test = load_text_corpus(data, fingerprints)
     base_model_dir = prepare_causal_lm(causal_lm.model, train, quantize_4bit=causal_lm.method.name == "qlora",
                                        model_fingerprints=role_fingerprints("base_model", causal_lm.model))
-    before, _ = evaluate_perplexity(base_model_dir, test, evaluation, split="base_test",
-                                    id="evaluate_base_perplexity")
+    before, per_window_before = evaluate_perplexity(base_model_dir, test, evaluation, split="base_test",
+                                                    id="evaluate_base_perplexity")
     model_dir, training_log, training_stats = train_causal_lm_model(base_model_dir, train, validation, causal_lm)
     after, per_window = evaluate_perplexity(model_dir, test, evaluation)
     decision = generation_gate(after, fingerprints, promotion, "test_perplexity", {"base_model": causal_lm.model},
                                baseline_metric="base_test_perplexity", other_metrics=[before, training_stats],
-                               per_item=per_window)
+                               per_item=per_window, baseline_per_item=per_window_before)
     build_causal_lm_report(before, after, training_stats, training_log, promotion_decision=decision)
 
 
@@ -218,13 +232,13 @@ def rlhf_training(
     base_model_dir = prepare_causal_lm(rlhf.model, texts,
                                        model_fingerprints=role_fingerprints("base_model", rlhf.model))
     reward_model_dir, reward_model_metrics, reward_log = train_reward_model(base_model_dir, train, test, rlhf.reward)
-    before, _ = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation, split="base_test",
-                                       id="evaluate_base_reward")
+    before, per_prompt_before = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation,
+                                                       split="base_test", id="evaluate_base_reward")
     model_dir, training_log = train_rl_policy(base_model_dir, reward_model_dir, train, rlhf)
     after, per_prompt = evaluate_policy_reward(model_dir, reward_model_dir, test, evaluation)
     decision = generation_gate(after, fingerprints, promotion, "test_mean_reward", {"base_model": rlhf.model},
                                baseline_metric="base_test_mean_reward", other_metrics=[before, reward_model_metrics],
-                               per_item=per_prompt)
+                               per_item=per_prompt, baseline_per_item=per_prompt_before)
     build_rlhf_report(reward_model_metrics, before, after, reward_log, training_log, promotion_decision=decision)
 
 

@@ -16,12 +16,12 @@ from finetune.params import (
     GenerationEvalParams,
     InstructionDataParams,
     MiningParams,
+    MultiGpuSftParams,
     MultipleChoiceDataParams,
     PromotionParams,
     RankingDataParams,
     RankingEvalParams,
     RetrievalParams,
-    SftParams,
 )
 from pipelines.generation import generation_gate
 from pipelines.ranking import cross_encoder_steps, role_fingerprints
@@ -67,15 +67,14 @@ def _train_cross_encoder_on_all_gpus(pairs, cross_encoder: CrossEncoderParams, m
 @pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
 def sft_training_multi_gpu(
     data: InstructionDataParams,
-    sft: SftParams,
+    sft: MultiGpuSftParams,
     evaluation: GenerationEvalParams = GenerationEvalParams(),
     mc_data: MultipleChoiceDataParams | None = None,
     promotion: PromotionParams = PromotionParams(),
     primary_metric: str = "test_rougeL",
 ) -> None:
-    """``sft_training`` with SFTTrainer run data-parallel on all GPUs of one node (QLoRA excluded)."""
-    if sft.method.name == "qlora":
-        raise ValueError("sft.method: qlora is single-GPU only here; run sft_training with a GPU config instead")
+    """``sft_training`` with SFTTrainer run data-parallel on all GPUs of one node (QLoRA excluded by
+    ``MultiGpuSftParams``)."""
     fingerprints = fingerprint_instructions(data)
     train, validation, test = load_instructions(data, fingerprints)
     base_model_dir = prepare_causal_lm(sft.model, train, model_fingerprints=role_fingerprints("base_model", sft.model))
@@ -88,10 +87,12 @@ def sft_training_multi_gpu(
     if mc_data is not None:
         mc_train, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
         mc_metrics = evaluate_multiple_choice(model_dir, mc_test, evaluation)
-    few_shot, few_shot_samples = few_shot_baseline(base_model_dir, train, test, evaluation, mc_train, mc_test,
-                                                   template=data.template)
+    few_shot, few_shot_samples, few_shot_per_example = few_shot_baseline(base_model_dir, train, test, evaluation,
+                                                                         data.template, mc_train, mc_test)
+    paired = primary_metric == "test_rougeL"  # the metric the evaluators measure per example
     decision = generation_gate(metrics, fingerprints, promotion, primary_metric, {"base_model": sft.model},
                                baseline_metric=f"few_shot_{primary_metric}", other_metrics=[few_shot, perplexity],
-                               per_item=per_example if primary_metric == "test_rougeL" else None)
+                               per_item=per_example if paired else None,
+                               baseline_per_item=few_shot_per_example if paired else None)
     build_generation_report(metrics, samples, evaluation, perplexity, mc_metrics, few_shot, few_shot_samples,
                             training_log, title=f"SFT ({sft.method.name}, multi-GPU)", promotion_decision=decision)

@@ -9,7 +9,7 @@ from finetune.params import (
     CurriculumParams,
     DenseEvalParams,
     DualEncoderDistillationParams,
-    DualEncoderParams,
+    DualEncoderTrainingParams,
     FusionParams,
     MiningParams,
     PromotionParams,
@@ -131,7 +131,7 @@ def teacher_scores(data: RankingDataParams, teacher: TeacherParams, train_set, e
 
 
 def dual_encoder_steps(fingerprints, data: RankingDataParams, retrieval: RetrievalParams, mining: MiningParams,
-                       dual_encoder: DualEncoderParams, dense: DenseEvalParams, evaluation: RankingEvalParams,
+                       dual_encoder: DualEncoderTrainingParams, dense: DenseEvalParams, evaluation: RankingEvalParams,
                        promotion: PromotionParams):
     """Everything in ``dual_encoder_training`` after the fingerprints (``retraining`` reuses it)."""
     no_unlabeled_without_teacher(data, "dual_encoder_training")
@@ -172,7 +172,7 @@ def dual_encoder_training(
     data: RankingDataParams,
     retrieval: RetrievalParams = RetrievalParams(),
     mining: MiningParams = MiningParams(),
-    dual_encoder: DualEncoderParams = DualEncoderParams(),
+    dual_encoder: DualEncoderTrainingParams = DualEncoderTrainingParams(),
     dense: DenseEvalParams = DenseEvalParams(),
     evaluation: RankingEvalParams = RankingEvalParams(),
     promotion: PromotionParams = PromotionParams(),
@@ -279,9 +279,8 @@ def ranking_curriculum(
     trained = {STANDARD: standard}
     for arm in curriculum.arms:
         trained[arm.name] = train_cross_encoder_curriculum(
-            pairs, cross_encoder, arm=arm, difficulty_scores=scores[arm.difficulty], c0=curriculum.c0,
-            full_data_fraction=curriculum.full_data_fraction, seed=curriculum.seed, model_fingerprints=base,
-            id=f"train_{arm.name}")
+            pairs, cross_encoder, arm=arm, difficulty_scores=scores[arm.difficulty], schedule=curriculum.schedule,
+            model_fingerprints=base, id=f"train_{arm.name}")
     names = list(trained)
     runs = [rerank_candidates(trained[name][0], eval_set, eval_run, evaluation, max_length, id=f"rerank_{name}")[0]
             for name in names]

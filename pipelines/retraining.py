@@ -15,7 +15,7 @@ from zenml.logger import get_logger
 from finetune.params import (
     CrossEncoderParams,
     DenseEvalParams,
-    DualEncoderParams,
+    DualEncoderTrainingParams,
     MiningParams,
     PromotionParams,
     RankingDataParams,
@@ -39,7 +39,7 @@ def retraining(
     retrieval: RetrievalParams = RetrievalParams(),
     mining: MiningParams = MiningParams(),
     cross_encoder: CrossEncoderParams = CrossEncoderParams(),
-    dual_encoder: DualEncoderParams = DualEncoderParams(),
+    dual_encoder: DualEncoderTrainingParams = DualEncoderTrainingParams(),
     dense: DenseEvalParams = DenseEvalParams(),
     evaluation: RankingEvalParams = RankingEvalParams(),
     promotion: PromotionParams = PromotionParams(),
@@ -50,7 +50,7 @@ def retraining(
     cross-encoder reranker or the dual encoder); its parameters are the ones that pipeline takes.
     """
     fingerprints = fingerprint_sources(data)
-    check = check_new_data(fingerprints, force, promotion.stage).load()
+    check = check_new_data(fingerprints, promotion.stage, force).load()
     if not check["retrain"]:
         logger.info("retraining: %s", check["reason"])
         discard_version(check["model_version_id"], check["pipeline_run_id"])  # nothing trained: no empty version

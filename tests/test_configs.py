@@ -184,3 +184,63 @@ def test_retraining_schedule_on_the_local_stack_is_one_line_too(zenml_client, ca
     assert schedule.main([str(ROOT / "configs" / "schedules" / "retraining_nightly.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "which cannot run schedules" in err
+
+
+# --- rules of one pipeline, refused before anything runs ---------------------------------------------------------
+
+
+def _merged(current, changes):
+    if not isinstance(current, dict) or not isinstance(changes, dict):
+        return changes
+    return {**current, **{key: _merged(current.get(key), value) for key, value in changes.items()}}
+
+
+def _demo_with(tmp_path, pipeline: str, **changes) -> Path:
+    """configs/demo/<pipeline>.yaml with its parameters updated key by key (``section={key: value}``)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "demo" / f"{pipeline}.yaml").read_text())
+    config["parameters"] = _merged(config["parameters"], changes)
+    path = tmp_path / f"{pipeline}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+TEACHER_LOSS = ("parameters.dual_encoder: Value error, loss: '{}' learns from teacher scores, which "
+                "dual_encoder_training has none of; use loss: mnrl, or the dual_encoder_distillation pipeline")
+NO_BASELINE = ("promotion.require_significance: this pipeline has no baseline for {} to be tested against; leave it "
+               "false")
+NO_PER_ITEM = ("promotion.require_significance: this pipeline has no per-item values of {} and {} to pair, so no "
+               "paired test against the baseline; leave it false")
+
+
+@pytest.mark.parametrize(("pipeline", "changes", "expected"), [
+    ("dual_encoder_training", {"dual_encoder": {"loss": "margin_mse"}}, TEACHER_LOSS.format("margin_mse")),
+    ("dual_encoder_training", {"dual_encoder": {"loss": "kl"}}, TEACHER_LOSS.format("kl")),
+    ("retraining", {"family": "dual_encoder_training", "dual_encoder": {"loss": "margin_mse"}},
+     TEACHER_LOSS.format("margin_mse")),
+    ("dpo_alignment", {"promotion": {"require_significance": True}}, NO_BASELINE.format("test_preference_accuracy")),
+    ("rag_intent", {"promotion": {"require_significance": True}}, NO_BASELINE.format("test_rougeL")),
+    ("method_comparison", {"promotion": {"require_significance": True}}, NO_BASELINE.format("test_rougeL")),
+    ("sft_training", {"promotion": {"require_significance": True}, "primary_metric": "test_bleu"},
+     NO_PER_ITEM.format("test_bleu", "few_shot_test_bleu")),
+    ("lm_distillation", {"promotion": {"require_significance": True}},
+     NO_PER_ITEM.format("test_perplexity", "no_kd_test_perplexity")),
+])
+def test_a_pipelines_own_rule_is_one_line_before_anything_runs(tmp_path, pipeline, changes, expected):
+    path = _demo_with(tmp_path, pipeline, **changes)
+    assert validate_config(path) == [f"{path}: {expected}"]
+
+
+@pytest.mark.parametrize(("pipeline", "changes"), [
+    # The distillation student is the same DualEncoderParams, and learns from teacher scores.
+    ("dual_encoder_distillation", {"distillation": {"student": {"loss": "kl"}}}),
+    ("dual_encoder_distillation", {"distillation": {"student": {"loss": "margin_mse"}}}),
+    # Pipelines whose baseline has per-item values run the paired test: the setting is accepted.
+    ("sft_training", {"promotion": {"require_significance": True}}),
+    ("causal_lm_training", {"promotion": {"require_significance": True}}),
+    ("rlhf_training", {"promotion": {"require_significance": True}}),
+    ("cross_encoder_training", {"promotion": {"require_significance": True}}),
+])
+def test_what_those_rules_leave_alone_still_validates(tmp_path, pipeline, changes):
+    assert validate_config(_demo_with(tmp_path, pipeline, **changes)) == []

@@ -581,13 +581,16 @@ def prompts_and_references(frame, template: str, tokenizer) -> tuple[list[str], 
     return frame["prompt"].tolist(), frame["reference"].tolist()
 
 
-def evaluation_texts(frame, template: str, tokenizer) -> list[str]:
-    """The texts perplexity is measured on: a text table's ``text`` column, or rendered prompt + completion."""
+def evaluation_texts(frame, template: str | None, tokenizer) -> list[str]:
+    """The texts perplexity is measured on: a text table's ``text`` column, or prompt + completion rendered with
+    ``template`` (None only for a text table or rendered rows)."""
     from finetune.data.instructions import render_frame
 
     if "text" in frame.columns:
         return frame["text"].tolist()
     if "completion" not in frame.columns:
+        if template is None:
+            raise ValueError("template: prompt/response examples need the data's template to be rendered")
         frame = render_frame(frame, template, tokenizer)
     return [p + c for p, c in zip(frame["prompt"], frame["completion"], strict=True)]
 
@@ -654,7 +657,7 @@ def evaluate_few_shot(
     mc_train: Sequence[MultipleChoiceQuestion] = (),
     mc_test: Sequence[MultipleChoiceQuestion] = (),
     split: str = "test",
-) -> tuple[dict[str, float], list[dict[str, object]]]:
+) -> tuple[dict[str, float], list[dict[str, object]], list[float]]:
     """The untrained model prompted with ``params.few_shot_k`` solved train examples.
 
     The same k examples (drawn once with ``params.seed``) precede every test prompt; responses are cut at the
@@ -672,11 +675,12 @@ def evaluate_few_shot(
         split: Metric name prefix after ``few_shot_``.
 
     Returns:
-        ``(metrics, sample rows)``.
+        ``(metrics, sample rows, ROUGE-L of every evaluated test prompt in order)``; the last pairs with the
+        fine-tuned model's values from :func:`evaluate_generation_per_example`.
     """
     k, separator = params.few_shot_k, params.few_shot_separator
     prefix = few_shot_prefix(train[0], train[1], k, params.seed, separator)
-    metrics, rows = evaluate_generation(
+    metrics, rows, per_example = evaluate_generation_per_example(
         model, tokenizer, test[0], test[1], params, f"few_shot_{split}", prefix, stop=[separator] if k else []
     )
     if mc_test:
@@ -685,4 +689,4 @@ def evaluate_few_shot(
             model, tokenizer, mc_test, params.mc_prompt_template, mc_prefix, params.batch_size
         )
         metrics.update(multiple_choice_metrics(scores, params.length_normalization, f"few_shot_{split}"))
-    return metrics, rows
+    return metrics, rows, per_example

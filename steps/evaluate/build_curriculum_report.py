@@ -18,7 +18,13 @@ def build_curriculum_report(
     promotion_decision: dict,
     evaluation: RankingEvalParams,
 ) -> Annotated[HTMLString, "report"]:
-    """HTML report: pacing curves, metric table and chart against standard training, loss curves, promotion."""
+    """HTML report: pacing curves, metric table and chart against standard training, loss curves, promotion.
+
+    ``training_logs`` and ``data_fractions`` hold one entry per name of ``arm_names``, in the same order.
+    """
+    if len(set(arm_names)) != len(arm_names) or not len(arm_names) == len(training_logs) == len(data_fractions):
+        raise ValueError(f"arm_names: {len(arm_names)} arms {list(arm_names)} for {len(training_logs)} training logs "
+                         f"and {len(data_fractions)} data-fraction curves; give each arm once, with one of each")
     extra = {
         "best arm": best_arm,
         "promotion": f"promoted to {promotion_decision['stage']}" if promotion_decision["promote"] else "not promoted",

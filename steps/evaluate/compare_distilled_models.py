@@ -17,7 +17,7 @@ def compare_distilled_models(
     baseline_dir: ModelDirectory,
     test_documents: pd.DataFrame,
     evaluation: GenerationEvalParams,
-    block_size: int = 128,
+    block_size: int,
 ) -> tuple[Annotated[list[dict], "model_comparison"], Annotated[dict[str, float], "distillation_metrics"]]:
     """Teacher, distilled student and the student trained without a teacher on the same held-out blocks:
     perplexity, parameter count and scoring tokens/s.

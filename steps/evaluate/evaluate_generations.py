@@ -17,7 +17,7 @@ def evaluate_generations(
     model_dir: ModelDirectory,
     test_examples: pd.DataFrame,
     evaluation: GenerationEvalParams,
-    template: str = "### Instruction:\n{prompt}\n\n### Response:\n",
+    template: str,
     split: str = "test",
 ) -> tuple[
     Annotated[dict[str, float], "generation_metrics"],

@@ -16,10 +16,11 @@ def evaluate_perplexity(
     model_dir: ModelDirectory,
     eval_data: pd.DataFrame,
     evaluation: GenerationEvalParams,
-    template: str = "### Instruction:\n{prompt}\n\n### Response:\n",
+    template: str | None = None,
     split: str = "test",
 ) -> tuple[Annotated[dict[str, float], "perplexity_metrics"], Annotated[dict[str, float], "per_item_perplexity"]]:
-    """Token-weighted perplexity of held-out text (a ``text`` column, or rendered prompt + completion).
+    """Token-weighted perplexity of held-out text (a ``text`` column, or prompt + completion rendered with
+    ``template``, ``InstructionDataParams.template``; None for a text table).
 
     Metrics: ``<split>_perplexity``, ``<split>_nll`` (mean nats per token), ``<split>_perplexity_tokens``.
     ``per_item_perplexity``: each scored window's perplexity keyed by its tokens, for the promotion gate.

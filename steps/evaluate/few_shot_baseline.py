@@ -9,6 +9,7 @@ from finetune.generation.evaluation import evaluate_few_shot, prompts_and_refere
 from finetune.models.causal import load_causal_lm
 from finetune.models.directory import ModelDirectory
 from finetune.params import GenerationEvalParams
+from finetune.registry import item_key
 from steps.metadata import record
 
 
@@ -18,21 +19,30 @@ def few_shot_baseline(
     train_examples: pd.DataFrame,
     test_examples: pd.DataFrame,
     evaluation: GenerationEvalParams,
+    template: str,
     mc_train: list[dict] | None = None,
     mc_test: list[dict] | None = None,
-    template: str = "### Instruction:\n{prompt}\n\n### Response:\n",
     split: str = "test",
-) -> tuple[Annotated[dict[str, float], "few_shot_metrics"], Annotated[pd.DataFrame, "few_shot_samples"]]:
+) -> tuple[
+    Annotated[dict[str, float], "few_shot_metrics"],
+    Annotated[pd.DataFrame, "few_shot_samples"],
+    Annotated[dict[str, float], "few_shot_per_item_rougeL"],
+]:
     """The base model, untrained, with ``few_shot_k`` solved train examples in every prompt: the same generation
     metrics (and multiple-choice accuracy when questions are given) as the fine-tuned model, named
-    ``few_shot_<split>_<metric>``."""
+    ``few_shot_<split>_<metric>``, and each test example's ROUGE-L keyed by its prompt as ``evaluate_generations``
+    keys the fine-tuned model's (the promotion gate's paired test against this baseline).
+
+    ``template``: ``InstructionDataParams.template``."""
     model, tokenizer = load_causal_lm(base_model_dir.path, device=resolve_device(evaluation.device))
-    metrics, rows = evaluate_few_shot(
+    test = prompts_and_references(test_examples, template, tokenizer)
+    metrics, rows, rouge_l = evaluate_few_shot(
         model, tokenizer,
         prompts_and_references(train_examples, template, tokenizer),
-        prompts_and_references(test_examples, template, tokenizer),
+        test,
         evaluation,
         from_arc_records(mc_train or []), from_arc_records(mc_test or []), split,
     )
     record({**metrics, "few_shot_k": evaluation.few_shot_k})
-    return metrics, pd.DataFrame(rows, columns=["prompt", "reference", "generated", "rougeL"])
+    per_item = {item_key(prompt): value for prompt, value in zip(test[0], rouge_l, strict=False)}
+    return metrics, pd.DataFrame(rows, columns=["prompt", "reference", "generated", "rougeL"]), per_item

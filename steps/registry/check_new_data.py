@@ -12,12 +12,13 @@ logger = get_logger(__name__)
 
 @step(enable_cache=False)
 def check_new_data(
-    source_fingerprints: dict[str, str], force: bool = False, stage: str = "production"
+    source_fingerprints: dict[str, str], stage: str, force: bool = False
 ) -> Annotated[dict, "data_check"]:
-    """Compare the sources' fingerprints with those recorded on the ``stage`` version; decide whether to train.
+    """Compare the sources' fingerprints with those recorded on the ``stage`` version (``PromotionParams.stage``);
+    decide whether to train.
 
     With nothing new (and not ``force``) the decision is recorded on this run and as ``last_data_check`` on the
-    production version. The result also names this run and the model version it opened, which the pipeline then
+    ``stage`` version. The result also names this run and the model version it opened, which the pipeline then
     deletes when nothing is trained (a step cannot delete the version its own outputs are being linked to).
     Never cached: the answer depends on the registry, which is outside the inputs.
     """
@@ -26,7 +27,7 @@ def check_new_data(
         raise ValueError("check_new_data needs a model: set `model: name: ...` in the run config")
     current = version_in_stage(context.model.name, stage)
     recorded = None if current is None else current.run_metadata.get("data_fingerprints")
-    check = data_check(source_fingerprints, recorded, force, None if current is None else current.name)
+    check = data_check(source_fingerprints, recorded, force, None if current is None else current.name, stage=stage)
     logger.info("Data check: %s", check["reason"])
     record({"data_check": check})
     if not check["retrain"]:

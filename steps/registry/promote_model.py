@@ -4,7 +4,7 @@ from zenml import get_step_context, step
 from zenml.enums import ModelStages
 
 from finetune.params import PromotionParams
-from finetune.registry import decide_promotion, per_query_values, strongest_baseline
+from finetune.registry import baseline_significance, decide_promotion, per_query_values, strongest_baseline
 from steps.metadata import record
 from steps.registry.model_versions import (
     PER_ITEM_ARTIFACT,
@@ -25,6 +25,7 @@ def promote_model(
     baseline_metric: str | None = None,
     extra_baselines: dict[str, str] | None = None,
     per_item: dict[str, float] | None = None,
+    baseline_per_item: dict[str, float] | None = None,
     comparison: dict | None = None,
     candidate_run: str | None = None,
     parents: dict | None = None,
@@ -33,6 +34,11 @@ def promote_model(
     promote it only if ``primary_metric`` beats ``baseline_metric`` and the version in ``promotion.stage``.
     ``extra_baselines`` (metric -> its significance flag) must be beaten as well, e.g. the untrained starting
     model's ``zero_shot_test_ndcg@10`` with ``significant_test_ndcg@10_vs_zero_shot``.
+
+    ``promotion.require_significance`` reads each baseline's flag: ranking evaluators log them; with
+    ``baseline_per_item`` (the baseline's values on the same items as ``per_item``) this step runs the paired test
+    against ``baseline_metric`` itself and logs ``p_value_<metric>`` and ``significant_<metric>``. Without any
+    baseline, or without a flag, the setting refuses promotion and the reason says why.
 
     Per-item values (``per_item``, or the per-query values of ``candidate_run`` in a ranx ``comparison``) are
     stored as this version's ``per_item_scores`` artifact, and production's are read back for the paired test.
@@ -47,6 +53,8 @@ def promote_model(
     # other_metrics is a plain list (possibly empty): ZenML cannot take an optional list of artifacts.
     numbers = {k: float(v) for extra in other_metrics for k, v in extra.items() if isinstance(v, int | float)}
     numbers.update(metrics)
+    if baseline_metric is not None and per_item is not None and baseline_per_item is not None:
+        numbers.update(baseline_significance(primary_metric, per_item, baseline_per_item, promotion))
     baselines = {} if baseline_metric is None else {baseline_metric: f"significant_{primary_metric}"}
     baselines.update(extra_baselines or {})
     missing = [name for name in (primary_metric, *baselines) if name not in numbers]
@@ -57,7 +65,7 @@ def promote_model(
     decision = decide_promotion(
         primary_metric, numbers[primary_metric], promotion,
         baseline=None if strongest is None else numbers[strongest],
-        baseline_significant=None if None in flags else all(bool(flag) for flag in flags),
+        baseline_significant=None if not flags or None in flags else all(bool(flag) for flag in flags),
         production=None if current is None else current.run_metadata.get(primary_metric),
         production_version=None if current is None else current.name,
         candidate_items=per_item, production_items=stored_per_item(current, primary_metric),

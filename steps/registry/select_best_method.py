@@ -9,7 +9,7 @@ from steps.metadata import record
 
 @step
 def select_best_method(
-    method_results: pd.DataFrame, primary_metric: str = "test_rougeL"
+    method_results: pd.DataFrame, primary_metric: str
 ) -> tuple[Annotated[dict[str, float], "metrics"], Annotated[str, "best_method"]]:
     """The compared method with the best ``primary_metric`` (in its direction): its metrics under their own names
     (what the promotion gate reads) plus every method's as ``<method>_<metric>``."""

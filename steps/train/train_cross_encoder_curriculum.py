@@ -7,7 +7,7 @@ from zenml import step
 
 from finetune.curriculum import STANDARD, QueryCurriculum
 from finetune.models.directory import ModelDirectory
-from finetune.params import CrossEncoderParams, CurriculumArm
+from finetune.params import CrossEncoderParams, CurriculumArm, CurriculumSchedule
 from finetune.ranking.cross_encoder import train_cross_encoder as train
 from steps.metadata import record
 
@@ -18,9 +18,7 @@ def train_cross_encoder_curriculum(
     cross_encoder: CrossEncoderParams,
     arm: CurriculumArm | None = None,
     difficulty_scores: dict[str, float] | None = None,
-    c0: float = 0.33,
-    full_data_fraction: float = 0.9,
-    seed: int = 0,
+    schedule: CurriculumSchedule | None = None,
     model_fingerprints: dict[str, str] | None = None,  # cache key only (fingerprint_models): unused here
 ) -> tuple[
     Annotated[ModelDirectory, "trained_model_dir"],
@@ -29,13 +27,18 @@ def train_cross_encoder_curriculum(
 ]:
     """Fine-tune the cross-encoder with one curriculum (``arm``), or with standard training when ``arm`` is None.
 
-    Every arm runs through the same curriculum trainer with the same seed and number of steps; standard training
-    samples exactly like the plain trainer. ``data_fraction`` is the share of the rows available at each step.
+    Every arm runs through the same curriculum trainer with the same seed and number of steps, paced by
+    ``schedule`` (``CurriculumParams.schedule``; its defaults when None). Standard training draws each batch
+    uniformly at random from all rows (a ``RandomSampler``, as the plain trainer does with
+    ``length_grouped_batches: false``): ``length_grouped_batches`` is ignored here, so every arm batches the same
+    way. ``data_fraction`` is the share of the rows available at each step.
     """
     if arm is None:
         curriculum = QueryCurriculum({}, STANDARD)
     else:
-        curriculum = QueryCurriculum(difficulty_scores or {}, arm.pacing, arm.invert, c0, full_data_fraction, seed)
+        schedule = schedule or CurriculumSchedule()
+        curriculum = QueryCurriculum(difficulty_scores or {}, arm.pacing, arm.invert, schedule.c0,
+                                     schedule.full_data_fraction, schedule.seed)
     result = train(train_pairs, cross_encoder, Path(tempfile.mkdtemp(prefix="curriculum_")), curriculum)
     record({
         "curriculum": STANDARD if arm is None else arm.name,

@@ -12,7 +12,7 @@ from zenml.integrations.huggingface.steps import run_with_accelerate
 
 from finetune.generation.training import train_sft
 from finetune.models.directory import ModelDirectory
-from finetune.params import LocalModel, SftParams
+from finetune.params import LocalModel, MultiGpuSftParams
 from steps.metadata import record
 
 
@@ -29,13 +29,11 @@ def train_sft_model_multi_gpu(sft_inputs: Path, sft_json: str, template: str) ->
 
     Args:
         sft_inputs: Directory from ``stage_sft_inputs`` (base model, train and validation tables).
-        sft_json: ``SftParams`` as JSON; per_device_batch_size applies per GPU.
+        sft_json: ``MultiGpuSftParams`` as JSON (QLoRA is refused there); per_device_batch_size applies per GPU.
         template: ``InstructionDataParams.template``.
     """
     staged = Path(sft_inputs)
-    sft = SftParams.model_validate_json(sft_json)
-    if sft.method.name == "qlora":
-        raise ValueError("sft.method: qlora is not wired for multi-GPU here; train it with train_sft_model (one GPU)")
+    sft = MultiGpuSftParams.model_validate_json(sft_json)
     base = json.loads((staged / "base_model.json").read_text())
     params = sft.model_copy(update={"model": LocalModel(path=staged / "base_model")})
     result = train_sft(pd.read_parquet(staged / "train.parquet"), pd.read_parquet(staged / "validation.parquet"),

@@ -153,3 +153,23 @@ def test_the_mixin_drives_a_plain_transformers_trainer_with_gradient_accumulatio
     assert trainer.curriculum_sampler.total_steps == 5
     trainer.train()
     assert trainer.state.global_step == 5
+
+
+def test_the_paper_defaults_live_once_in_the_params():
+    """c0 0.33 and T = 0.9 × steps are CurriculumSchedule's defaults; the core, the pipeline's params and the arm's
+    training step read them from there instead of restating them."""
+    import inspect
+
+    from finetune.curriculum import DEFAULT_C0, DEFAULT_FULL_DATA_FRACTION, QueryCurriculum
+    from finetune.params import CurriculumArm, CurriculumParams, CurriculumSchedule
+    from steps.train.train_cross_encoder_curriculum import train_cross_encoder_curriculum
+
+    schedule = CurriculumSchedule()
+    assert (schedule.c0, schedule.full_data_fraction, schedule.seed) == (0.33, 0.9, 0)
+    assert (DEFAULT_C0, DEFAULT_FULL_DATA_FRACTION) == (schedule.c0, schedule.full_data_fraction)
+    assert QueryCurriculum({}).c0 == schedule.c0 and pacing_fraction("linear", 0, 10) == schedule.c0
+    params = CurriculumParams(arms=(CurriculumArm(difficulty="random", pacing="linear"),), c0=0.5, seed=3)
+    assert params.schedule == CurriculumSchedule(c0=0.5, seed=3)
+    step_parameters = inspect.signature(train_cross_encoder_curriculum.entrypoint).parameters
+    assert not {"c0", "full_data_fraction", "seed"} & set(step_parameters)
+    assert step_parameters["schedule"].default is None

@@ -2,6 +2,7 @@ import pytest
 
 from finetune.params import PromotionParams
 from finetune.registry import (
+    baseline_significance,
     best_method,
     compare_paired,
     data_check,
@@ -62,6 +63,35 @@ def test_significance_against_the_baseline_can_be_required():
     assert not _decide(0.62, significant=False, require_significance=True).promote
     assert "was not run" in _decide(0.62, significant=None, require_significance=True).reason
     assert _decide(0.62, significant=False).promote
+
+
+def test_required_significance_without_a_baseline_refuses_and_says_so():
+    """An empty set of baselines is not 'every baseline's test is significant'."""
+    decision = _decide(0.62, baseline=None, significant=None, require_significance=True)
+    assert not decision.promote
+    assert decision.reason == "test_ndcg@10 0.6200: require_significance is set, but there is no baseline to test " \
+                              "against"
+    assert _decide(0.62, baseline=None, significant=None).promote  # the setting off: no baseline is fine
+    assert _decide(0.62, significant=None, require_significance=True).reason == (
+        "test_ndcg@10 0.6200: the paired test against the baseline was not run (no significance flag or per-item "
+        "values of the baseline to pair)")
+
+
+def test_baseline_significance_is_the_paired_test_in_the_metrics_direction():
+    """ROUGE-L 0.6, 0.7, 0.8 vs the baseline 0.5 × 6 items: p = 0.002765 < 0.05 → significant; on three items
+    p = 0.07418 → not; perplexity 20, 21, 22 vs 22, 24, 26: lower, p = 0.03510 → significant; the same values the
+    other way round (the candidate worse) are never significant; one shared item: no test."""
+    params = PromotionParams()
+    six = baseline_significance("test_rougeL", SIX, dict.fromkeys(SIX, 0.5), params)
+    assert six == {"p_value_test_rougeL": pytest.approx(0.002765, abs=1e-6), "significant_test_rougeL": 1.0}
+    three = baseline_significance("test_rougeL", THREE, dict.fromkeys(THREE, 0.5), params)
+    assert three == {"p_value_test_rougeL": pytest.approx(0.07418, abs=1e-5), "significant_test_rougeL": 0.0}
+    low, high = {"a": 20.0, "b": 21.0, "c": 22.0}, {"a": 22.0, "b": 24.0, "c": 26.0}
+    assert baseline_significance("test_perplexity", low, high, params)["significant_test_perplexity"] == 1.0
+    worse = baseline_significance("test_perplexity", high, low, params)
+    assert worse["p_value_test_perplexity"] == pytest.approx(0.03510, abs=1e-5)
+    assert worse["significant_test_perplexity"] == 0.0
+    assert baseline_significance("test_rougeL", {"a": 0.9}, {"a": 0.1, "b": 0.2}, params) == {}
 
 
 def test_compare_paired_golden_values_on_shared_items_only():
@@ -132,11 +162,25 @@ def test_parent_specs_are_json_with_plain_values_wrapped_and_none_dropped():
 
 def test_data_check_compares_fingerprints_with_production():
     recorded = {"a.tsv": "111", "b.tsv": "222"}
-    same = data_check(dict(recorded), recorded, version="4")
+    same = data_check(dict(recorded), recorded, version="4", stage="production")
     assert not same["retrain"] and same["reason"].startswith("no new data since production version 4 (all 2 files")
-    assert data_check(dict(recorded), recorded, force=True, version="4")["retrain"]
-    edited = data_check({"a.tsv": "111", "b.tsv": "999", "c.tsv": "333"}, recorded, version="4")
+    assert data_check(dict(recorded), recorded, force=True, version="4", stage="production")["retrain"]
+    edited = data_check({"a.tsv": "111", "b.tsv": "999", "c.tsv": "333"}, recorded, version="4", stage="production")
     assert edited["retrain"] and edited["changed"] == ["b.tsv"] and edited["added"] == ["c.tsv"]
     assert "(1 changed, 1 added of 3 files)" in edited["reason"]
-    assert data_check(recorded, None, version=None)["reason"] == "no production version yet: training"
-    assert data_check(recorded, None, version="2")["retrain"]  # production predates fingerprint records
+    assert data_check(recorded, None, version=None, stage="production")["reason"] == \
+        "no production version yet: training"
+    assert data_check(recorded, None, version="2", stage="production")["retrain"]  # predates fingerprint records
+
+
+def test_data_check_names_the_stage_it_was_asked_about():
+    recorded = {"a.tsv": "111"}
+    assert data_check(recorded, recorded, version="7", stage="staging")["reason"] == \
+        "no new data since staging version 7 (all 1 files have the same sha256): nothing to train"
+    assert data_check(recorded, recorded, force=True, version="7", stage="staging")["reason"] == \
+        "no new data since staging version 7, but force is set: training"
+    assert data_check({"a.tsv": "999"}, recorded, version="7", stage="staging")["reason"] == \
+        "new data since staging version 7 (1 changed of 1 files): training"
+    assert data_check(recorded, None, version="7", stage="staging")["reason"] == \
+        "staging version 7 has no data fingerprints: training"
+    assert data_check(recorded, None, stage="staging")["reason"] == "no staging version yet: training"

@@ -101,15 +101,19 @@ def test_multiple_choice_and_few_shot_steps(model_dir, evaluation, tmp_path):
     assert set(mc) == {"dev_mc_accuracy", "dev_mc_accuracy_norm"}
     assert all(v * 8 == round(v * 8) for v in mc.values())  # a fraction of the 8 test questions
 
-    few, few_samples = few_shot_baseline.entrypoint(model_dir, _examples(10), _examples(4, offset=10), evaluation,
-                                                    mc_train, mc_test, TEMPLATE)
+    few, few_samples, few_per_item = few_shot_baseline.entrypoint(model_dir, _examples(10), _examples(4, offset=10),
+                                                                  evaluation, TEMPLATE, mc_train, mc_test)
     assert set(few) == {"few_shot_test_rouge1", "few_shot_test_rouge2", "few_shot_test_rougeL", "few_shot_test_bleu",
                         "few_shot_test_mc_accuracy", "few_shot_test_mc_accuracy_norm"}
     assert len(few_samples) == 4 and not few_samples["generated"].str.contains("\n\n").any()  # cut at separator
     # Shown as the test prompts alone, without the few-shot examples before them.
     assert set(few_samples["prompt"]) == {TEMPLATE.format(prompt=p) for p in _examples(4, offset=10)["prompt"]}
+    # Per-item ROUGE-L keyed like the fine-tuned model's, so the gate pairs them (4 examples ≤ num_samples: all shown).
+    assert few_per_item == {item_key(row.prompt): row.rougeL for row in few_samples.itertuples()}
 
-    metrics, samples, _ = evaluate_generations.entrypoint(model_dir, _examples(4, offset=10), evaluation, TEMPLATE)
+    metrics, samples, per_item = evaluate_generations.entrypoint(model_dir, _examples(4, offset=10), evaluation,
+                                                                 TEMPLATE)
+    assert set(per_item) == set(few_per_item)
     html = build_generation_report.entrypoint(
         metrics, samples, evaluation, {"test_perplexity": 12.5},
         {"test_mc_accuracy": 0.5, "test_mc_accuracy_norm": 0.25},
@@ -148,7 +152,7 @@ def test_evaluation_artifacts_round_trip_through_the_store(model_dir, tmp_path, 
         mc = evaluate_multiple_choice(model, mc_test, evaluation)
         metrics, samples, _ = evaluate_generations(model, test, evaluation, TEMPLATE)
         ppl, _ = evaluate_perplexity(model, test, evaluation, TEMPLATE)
-        few, few_samples = few_shot_baseline(model, train, test, evaluation, mc_train, mc_test, TEMPLATE)
+        few, few_samples, _ = few_shot_baseline(model, train, test, evaluation, TEMPLATE, mc_train, mc_test)
         build_generation_report(metrics, samples, evaluation, ppl, mc, few, few_samples)
 
     first = zenml_client.get_pipeline_run(generation_evaluation_check().id)

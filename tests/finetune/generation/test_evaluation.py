@@ -349,6 +349,11 @@ def test_example_tables_render_with_the_model_tokenizer(gpt2_dir):
     assert prompts == ["<|user|>\ntwo plus two?<|endoftext|>\n<|assistant|>\n"] and references == ["four"]
     assert evaluation_texts(frame, "chat", tokenizer) == [prompts[0] + "four<|endoftext|>"]
     assert evaluation_texts(pd.DataFrame({"text": ["a b", "c"]}), "chat", tokenizer) == ["a b", "c"]
+    # A text table needs no template (causal_lm_training); prompt/response rows do, and say so.
+    assert evaluation_texts(pd.DataFrame({"text": ["a b"]}), None, tokenizer) == ["a b"]
+    with pytest.raises(ValueError, match="^template: prompt/response examples need the data's template to be "
+                                         "rendered$"):
+        evaluation_texts(frame, None, tokenizer)
 
 
 # ------------------------------------------------------------------------------------------------ few-shot

@@ -62,12 +62,28 @@ def test_dpo_raises_held_out_preference_accuracy(pairs, tmp_path, method, refere
     result = train_dpo(train, test, params, tmp_path)
     assert result.stats["steps"] == 30
     base = tmp_path / "base" / "tiny_gpt2"
-    before, _ = evaluate_preferences(base, base, test, 0.1)
+    before = evaluate_preferences(base, base, test, 0.1).metrics
     assert before["test_preference_accuracy"] == 0.0  # policy = reference: every reward is 0, every pair a tie
-    after, correct = evaluate_preferences(result.model_dir, base, test, 0.1)
+    evaluation = evaluate_preferences(result.model_dir, base, test, 0.1)
+    after, correct = evaluation.metrics, evaluation.correct["preference"]
     assert after["test_preference_accuracy"] > 0.6 and after["test_reward_margin"] > 0
     assert after["test_preference_accuracy"] == pytest.approx(sum(correct) / len(correct))
+    # The baselines do not depend on the policy: the same before and after training.
+    assert after["test_reference_logprob_accuracy"] == before["test_reference_logprob_accuracy"]
+    assert after["test_longer_answer_accuracy"] == before["test_longer_answer_accuracy"]
+    assert after["test_balanced_preference_accuracy"] == pytest.approx(
+        sum(evaluation.balanced_correct()) / len(evaluation.balanced))
     curves = agreement_curves(result.log_history)
     assert curves["train"] and curves["held-out"]
     if method == "lora":
         assert result.stats["trainable_parameters"] < result.stats["total_parameters"] / 5
+
+
+def test_max_eval_pairs_zero_keeps_the_trainer_from_evaluating(pairs, tmp_path):
+    """The held-out pairs stay for the evaluation step; the trainer scores none of them (no eval_* in its log)."""
+    train, test = pairs
+    params = DpoParams(model=TINY, method={"name": "full"}, beta=0.1, max_eval_pairs=0,
+                       training={**TRAINING, "max_steps": 2, "eval_steps": 1})
+    result = train_dpo(train, test, params, tmp_path)
+    assert result.stats["steps"] == 2
+    assert not any(key.startswith("eval_") for entry in result.log_history for key in entry)

@@ -43,5 +43,10 @@ def test_a_promoted_arm_names_the_stage(page, promoted):
 
 
 def test_arm_names_must_match_the_logs_one_to_one(refused):
-    with pytest.raises(ValueError, match="zip"):
+    with pytest.raises(ValueError) as error:
         build_curriculum_report.entrypoint(_comparison(), [[]], [[1.0]], ARMS, "bm25_root_2", refused, EVALUATION)
+    assert str(error.value) == ("arm_names: 2 arms ['standard_training', 'bm25_root_2'] for 1 training logs and 1 "
+                                "data-fraction curves; give each arm once, with one of each")
+    with pytest.raises(ValueError, match=r"arm_names: 2 arms \['bm25_root_2', 'bm25_root_2'\] for 2 training logs"):
+        build_curriculum_report.entrypoint(_comparison(), [[], []], [[1.0], [1.0]], ["bm25_root_2"] * 2,
+                                           "bm25_root_2", refused, EVALUATION)

@@ -28,7 +28,7 @@ def _metadata(client, version) -> dict:
 
 def test_the_first_run_trains_and_names_its_run_and_version(step_context, model_name):
     context, recorded = step_context(module, model_name)
-    check = check_new_data.entrypoint(FILES)
+    check = check_new_data.entrypoint(FILES, "production")
     assert check["retrain"] and check["reason"] == "no production version yet: training"
     assert check["added"] == sorted(FILES) and check["changed"] == check["removed"] == []
     assert check["pipeline_run_id"] == str(context.pipeline_run.id)
@@ -40,7 +40,7 @@ def test_the_first_run_trains_and_names_its_run_and_version(step_context, model_
 def test_unchanged_data_trains_nothing_and_leaves_the_check_on_production(step_context, model_name, zenml_client):
     production = _stage_version(zenml_client, model_name, "prod", ModelStages.PRODUCTION)
     context, recorded = step_context(module, model_name)
-    check = check_new_data.entrypoint(dict(FILES))
+    check = check_new_data.entrypoint(dict(FILES), "production")
     assert not check["retrain"]
     assert check["reason"] == "no new data since production version prod (all 3 files have the same sha256): " \
                               "nothing to train"
@@ -54,7 +54,7 @@ def test_a_changed_added_and_removed_file_are_each_named(step_context, model_nam
     production = _stage_version(zenml_client, model_name, "prod", ModelStages.PRODUCTION)
     step_context(module, model_name)
     now = {"train/collection": "a" * 64, "train/queries": "d" * 64, "train/unlabeled": "e" * 64}
-    check = check_new_data.entrypoint(now)
+    check = check_new_data.entrypoint(now, "production")
     assert check["retrain"]
     assert (check["changed"], check["added"], check["removed"]) == (["train/queries"], ["train/unlabeled"],
                                                                     ["train/qrels"])
@@ -66,14 +66,14 @@ def test_a_changed_added_and_removed_file_are_each_named(step_context, model_nam
 def test_force_trains_on_unchanged_data(step_context, model_name, zenml_client):
     _stage_version(zenml_client, model_name, "prod", ModelStages.PRODUCTION)
     step_context(module, model_name)
-    check = check_new_data.entrypoint(FILES, force=True)
+    check = check_new_data.entrypoint(FILES, "production", force=True)
     assert check["retrain"] and "but force is set" in check["reason"]
 
 
 def test_a_production_version_without_fingerprints_trains(step_context, model_name, zenml_client):
     _stage_version(zenml_client, model_name, "by_hand", ModelStages.PRODUCTION, fingerprints=None)
     step_context(module, model_name)
-    check = check_new_data.entrypoint(FILES)
+    check = check_new_data.entrypoint(FILES, "production")
     assert check["retrain"] and check["reason"] == "production version by_hand has no data fingerprints: training"
 
 
@@ -82,13 +82,15 @@ def test_another_stage_is_compared_when_asked(step_context, model_name, zenml_cl
     _stage_version(zenml_client, model_name, "prod", ModelStages.PRODUCTION, fingerprints={"old": "f" * 64})
     _stage_version(zenml_client, model_name, "reviewed", ModelStages.STAGING)
     step_context(module, model_name)
-    assert check_new_data.entrypoint(FILES)["retrain"]
+    assert check_new_data.entrypoint(FILES, "production")["retrain"]
     step_context(module, model_name, version="second")
-    check = check_new_data.entrypoint(FILES, stage="staging")
-    assert not check["retrain"] and "version reviewed (all 3 files have the same sha256)" in check["reason"]
+    check = check_new_data.entrypoint(FILES, "staging")
+    assert not check["retrain"]
+    assert check["reason"] == "no new data since staging version reviewed (all 3 files have the same sha256): " \
+                              "nothing to train"
 
 
 def test_without_a_model_the_step_says_what_to_configure(step_context):
     step_context(module)
     with pytest.raises(ValueError, match="check_new_data needs a model: set `model: name: ...`"):
-        check_new_data.entrypoint(FILES)
+        check_new_data.entrypoint(FILES, "production")

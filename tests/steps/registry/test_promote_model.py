@@ -155,6 +155,38 @@ def test_required_significance_needs_every_baselines_flag(step_context, model_na
     assert decision["promote"] is promote and reason in decision["reason"]
 
 
+def test_required_significance_without_any_baseline_refuses(step_context, model_name, zenml_client):
+    """dpo_alignment, rag_intent, method_comparison: no baseline, so no flags; an empty list is not 'significant'."""
+    context, _ = step_context(module, model_name)
+    decision, _ = promote_model.entrypoint({"test_rougeL": 0.8}, {}, PromotionParams(require_significance=True),
+                                           "test_rougeL", [], per_item=THREE)
+    assert not decision["promote"]
+    assert decision["reason"] == "test_rougeL 0.8000: require_significance is set, but there is no baseline to " \
+                                 "test against"
+    assert _stage(zenml_client, context.model_version) == ModelStages.STAGING
+
+
+@pytest.mark.parametrize(("baseline_items", "promote", "p_value"), [
+    ({"q4": 0.5, "q5": 0.5, "q6": 0.5, **dict.fromkeys(THREE, 0.5)}, True, 0.002765),  # six items: significant
+    (dict.fromkeys(THREE, 0.5), False, 0.07418),  # three of them: better, not significant
+])
+def test_generation_baselines_are_tested_on_their_per_item_values(step_context, model_name, zenml_client,
+                                                                  baseline_items, promote, p_value):
+    """The few-shot baseline's ROUGE-L per example against the candidate's (SIX: 0.6, 0.7, 0.8 twice): the gate runs
+    the paired test itself, logs it like a ranking evaluator would, and require_significance reads it."""
+    context, _ = step_context(module, model_name)
+    candidate = SIX if len(baseline_items) == 6 else THREE
+    decision, _ = promote_model.entrypoint(
+        {"test_rougeL": 0.7}, {}, PromotionParams(require_significance=True), "test_rougeL",
+        [{"few_shot_test_rougeL": 0.5}], baseline_metric="few_shot_test_rougeL", per_item=candidate,
+        baseline_per_item=baseline_items)
+    assert decision["promote"] is promote
+    assert decision["reason"].endswith("beats the baseline 0.5000" if promote else "is not significant")
+    stored = zenml_client.get_model_version(model_version_name_or_number_or_id=context.model_version.id).run_metadata
+    assert stored["p_value_test_rougeL"] == pytest.approx(p_value, abs=1e-5)
+    assert stored["significant_test_rougeL"] == float(promote)
+
+
 def test_lower_perplexity_beats_the_base_model(step_context, model_name):
     step_context(module, model_name, version="better")
     better, _ = promote_model.entrypoint({"test_perplexity": 12.0}, {}, PromotionParams(), "test_perplexity",

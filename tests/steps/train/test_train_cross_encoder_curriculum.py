@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 import steps.train.train_cross_encoder_curriculum as module
-from finetune.params import CrossEncoderParams, CurriculumArm, MiningParams, TinyBertModel, TrainingParams
+from finetune.params import (
+    CrossEncoderParams,
+    CurriculumArm,
+    CurriculumSchedule,
+    MiningParams,
+    TinyBertModel,
+    TrainingParams,
+)
 from finetune.ranking.cross_encoder import mine_hard_negatives
 from steps.train.train_cross_encoder import train_cross_encoder
 from steps.train.train_cross_encoder_curriculum import train_cross_encoder_curriculum
@@ -31,21 +38,22 @@ def test_a_curriculum_reports_its_pacing(toy_pairs, monkeypatch):
     monkeypatch.setattr(module, "record", recorded.append)
     arm = CurriculumArm(difficulty="query_length", pacing="linear")
     model_dir, log, fractions = train_cross_encoder_curriculum.entrypoint(
-        toy_pairs, PARAMS, arm, DIFFICULTY, c0=0.5, full_data_fraction=0.5)
+        toy_pairs, PARAMS, arm, DIFFICULTY, schedule=CurriculumSchedule(c0=0.5, full_data_fraction=0.5))
     assert fractions == pytest.approx([0.5, 0.75, 1.0, 1.0])
     assert recorded[0]["curriculum"] == "query_length_linear" and recorded[0]["optimizer_steps"] == 4
     assert model_dir.kind == "cross_encoder" and len([e for e in log if "loss" in e]) == 4
 
 
 def test_standard_training_is_the_plain_steps_training_with_random_batches(toy_pairs, monkeypatch):
-    """The plain step length-groups its batches by default, which a curriculum trainer ignores (it orders the rows
-    itself); with random batches both draw the same rows in the same order."""
+    """The plain step length-groups its batches by default, which the curriculum step ignores (it orders the rows
+    itself): with ``length_grouped_batches`` on, its standard training equals the plain step's with it off."""
     recorded = []
     monkeypatch.setattr(module, "record", recorded.append)
-    params = PARAMS.model_copy(update={"length_grouped_batches": False,
-                                       "training": PARAMS.training.model_copy(update={"max_steps": 2})})
-    _, log, fractions = train_cross_encoder_curriculum.entrypoint(toy_pairs, params)
-    _, plain_log = train_cross_encoder.entrypoint(toy_pairs, params)
+    grouped = PARAMS.model_copy(update={"length_grouped_batches": True,
+                                        "training": PARAMS.training.model_copy(update={"max_steps": 2})})
+    _, log, fractions = train_cross_encoder_curriculum.entrypoint(toy_pairs, grouped)
+    _, plain_log = train_cross_encoder.entrypoint(toy_pairs, grouped.model_copy(
+        update={"length_grouped_batches": False}))
     assert fractions == [1.0] * 2 and recorded[0]["curriculum"] == "standard_training"
     losses = [e["loss"] for e in log if "loss" in e]
     assert losses == pytest.approx([e["loss"] for e in plain_log if "loss" in e], rel=1e-5)
@@ -55,3 +63,4 @@ def test_a_query_without_a_difficulty_is_named(toy_pairs):
     arm = CurriculumArm(difficulty="query_length", pacing="linear")
     with pytest.raises(ValueError, match=r"no difficulty for 1 keys, e.g. \['4'\]"):
         train_cross_encoder_curriculum.entrypoint(toy_pairs, PARAMS, arm, {"1": 0.1, "2": 0.2, "3": 0.3})
+

@@ -45,6 +45,6 @@ def test_it_trains_from_the_staged_base_and_names_it(staged, monkeypatch):
 
 def test_qlora_is_refused_before_anything_loads(staged):
     sft = SftParams.model_validate({"model": TINY, "method": {"name": "qlora"}})
-    with pytest.raises(ValueError, match="qlora is not wired for multi-GPU here"):
+    with pytest.raises(ValueError, match="method: qlora is single-GPU only; run sft_training with a GPU config"):
         train_sft_model_multi_gpu.unwrapped_entrypoint(sft_inputs=staged, sft_json=sft.model_dump_json(),
                                                        template=TEMPLATE)
