@@ -694,12 +694,15 @@ class TextFiles(Params):
     """Plain-text files split into documents.
 
     ``documents``: ``wikitext`` starts a document at each top-level `` = Title = `` heading (WikiText layout),
-    ``blank_line`` at each blank line, ``line`` makes every non-empty line a document.
+    ``blank_line`` at each blank line, ``line`` makes every non-empty line a document. ``detokenize`` undoes
+    WikiText's tokenized layout (`` @-@ `` → ``-``, spaces before punctuation, ...) so the text reads as a
+    pre-trained model saw text (``finetune.data.text.wikitext_detokenize``).
     """
 
     kind: Literal["files"] = "files"
     paths: tuple[Path, ...] = Field(min_length=1)
     documents: Literal["wikitext", "blank_line", "line"] = "blank_line"
+    detokenize: bool = False
 
 
 class HubText(Params):

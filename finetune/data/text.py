@@ -47,6 +47,32 @@ def split_documents(lines: Iterable[str], documents: str) -> list[str]:
     return [d for d in joined if d]
 
 
+# (old, new) applied in order, then the patterns: the rules of lm-evaluation-harness's wikitext task.
+_WIKITEXT_RULES = [
+    (" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."),
+    (" 's", "'s"), (" 't", "'t"), ("s ' ", "s' "),
+    (" \n", "\n"), ("\n ", "\n"),
+]
+_WIKITEXT_PATTERNS = [
+    (re.compile(r" ([.,;:!?])(?= |\n|$)"), r"\1"),          # no space before punctuation
+    (re.compile(r"\(\s*([^\)]*?)\s*\)"), r"(\1)"),          # ( x ) → (x)
+    (re.compile(r"\[\s*([^\]]*?)\s*\]"), r"[\1]"),          # [ x ] → [x]
+    (re.compile(r'"\s*([^"]*?)\s*"'), r'"\1"'),               # " x " → "x"
+]
+
+
+def wikitext_detokenize(text: str) -> str:
+    """Undo WikiText's tokenization: ``3 @,@ 000 @-@ year`` → ``3,000-year``, ``Paris , France .`` → ``Paris,
+    France.``, ``( born 1950 )`` → ``(born 1950)``, ``don 't`` → ``don't``. Headings (`` = = Section = = ``),
+    line breaks and ``<unk>`` (WikiText-2's rare-word token) are kept; the rest reads as the web text a pre-trained
+    model saw, so its perplexity measures language rather than an unfamiliar layout."""
+    for old, new in _WIKITEXT_RULES:
+        text = text.replace(old, new)
+    for pattern, replacement in _WIKITEXT_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text.strip()
+
+
 def read_text_lines(path: str | Path) -> list[str]:
     """The lines of a UTF-8 text file, as :func:`text_lines` splits them.
 
@@ -112,7 +138,10 @@ def load_documents(params: TextDataParams) -> list[str]:
         lines = (line for row in rows[source.text_field] for line in text_lines(str(row)))
         return split_documents(lines, source.documents)
     documents = source.documents if isinstance(source, TextFiles) else "wikitext"
-    return [doc for path in text_files(params) for doc in split_documents(read_text_lines(path), documents)]
+    docs = [doc for path in text_files(params) for doc in split_documents(read_text_lines(path), documents)]
+    if isinstance(source, TextFiles) and source.detokenize:
+        docs = [wikitext_detokenize(doc) for doc in docs]
+    return docs
 
 
 def load_text_data(params: TextDataParams) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

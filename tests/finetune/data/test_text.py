@@ -71,3 +71,24 @@ def test_hub_text_loader_reads_a_dataset_directory(tmp_path):
     bad = TextDataParams(source=HubText(dataset=str(folder), config=None, revision="main", text_field="body"))
     with pytest.raises(ValueError, match="no column 'body'"):
         load_text_data(bad)
+
+
+def test_wikitext_detokenize_restores_plain_text():
+    from finetune.data.text import wikitext_detokenize
+
+    text = (' = Robert = \n In 1998 , he earned 3 @,@ 000 @-@ year ( about 2 @.@ 5 % ) ; he "won" it , don \'t he ? '
+            'The band \'s " supporting players " . \n End .')
+    assert wikitext_detokenize(text) == ('= Robert =\nIn 1998, he earned 3,000-year (about 2.5 %); he "won" it, '
+                                         'don\'t he? The band\'s "supporting players".\nEnd.')
+
+
+def test_detokenize_applies_to_every_document_of_a_files_source(tmp_path):
+    from finetune.data.text import load_documents
+    from finetune.params import TextDataParams
+
+    path = tmp_path / "wiki.txt"
+    path.write_text(" = A = \n The 1 @,@ 000 men , all . \n = B = \n A ( b ) c . \n")
+    raw = TextDataParams(source={"kind": "files", "paths": [path], "documents": "wikitext"})
+    plain = TextDataParams(source={"kind": "files", "paths": [path], "documents": "wikitext", "detokenize": True})
+    assert load_documents(raw) == ["= A = \n The 1 @,@ 000 men , all .", "= B = \n A ( b ) c ."]
+    assert load_documents(plain) == ["= A =\nThe 1,000 men, all.", "= B =\nA (b) c."]
