@@ -97,11 +97,16 @@ bench-quality: $(STAMP) .zen
 	$(BIN)/zenml pipeline run pipelines.generation.sft_training -c configs/sft_training_smollm2.yaml
 	$(BIN)/python -m pipelines.show sft_training
 	$(BIN)/python -m bench.real_model_paired
+	$(BIN)/zenml pipeline run pipelines.generation.lm_distillation -c configs/lm_distillation_smollm2.yaml
+	$(BIN)/python -m pipelines.show lm_distillation
+	$(BIN)/zenml pipeline run pipelines.generation.dpo_alignment -c configs/dpo_alignment_smollm2.yaml
+	$(BIN)/python -m pipelines.show dpo_alignment
 	$(BIN)/python -m bench.run_seeds pipelines.ranking.cross_encoder_training configs/cross_encoder_training_msmarco.yaml --seeds 42 43 44
 	$(BIN)/python -m pipelines.show cross_encoder_training
 	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_training -c configs/dual_encoder_training_msmarco.yaml
 	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_distillation -c configs/dual_encoder_distillation_msmarco.yaml
 	$(BIN)/zenml pipeline run pipelines.ranking.cross_encoder_distillation -c configs/cross_encoder_distillation_msmarco.yaml
+	$(BIN)/python -m bench.run_seeds pipelines.ranking.ranking_curriculum configs/ranking_curriculum_msmarco.yaml --seeds 42 43 44
 	$(BIN)/python -m bench.ranking_msmarco
 	$(BIN)/python -m bench.generation_wikitext
 	$(BIN)/python -m bench.lm_distillation_wikitext
