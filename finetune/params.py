@@ -397,7 +397,8 @@ class CrossEncoderParams(Params):
 
     With a pipeline ``teacher`` (``cross_encoder_training``), the judgments give way to the teacher's scores of
     the mined groups and of any unlabeled queries' candidates: ``teacher_loss`` (``kl``, ``margin_mse``, ``mse``,
-    see :class:`CrossEncoderDistillationParams`) at ``temperature`` replaces ``loss``.
+    see :class:`CrossEncoderDistillationParams`) at ``temperature`` replaces ``loss``; ``label_weight`` mixes
+    the judged positives back into the teacher's targets.
     """
 
     model: ModelSpec = Field(default_factory=PackagedModel)
@@ -406,11 +407,18 @@ class CrossEncoderParams(Params):
     length_grouped_batches: bool = True
     teacher_loss: Literal["margin_mse", "mse", "kl"] = "kl"
     temperature: float = Field(1.0, gt=0.0)
+    label_weight: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _label_weight_needs_kl(self) -> CrossEncoderParams:
+        _check_label_weight(self.label_weight, self.teacher_loss, "cross_encoder.teacher_loss")
+        return self
 
     def as_student(self) -> CrossEncoderDistillationParams:
         """The same model and optimisation as a distillation student (all layers kept)."""
         return CrossEncoderDistillationParams(student=self.model, keep_layers=None, loss=self.teacher_loss,
-                                              temperature=self.temperature, training=self.training)
+                                              temperature=self.temperature, label_weight=self.label_weight,
+                                              training=self.training)
 
 
 class FusionParams(Params):
@@ -598,13 +606,30 @@ class CrossEncoderDistillationParams(Params):
     ``mse`` (pointwise MSE on the teacher's scores), ``kl`` (cross-entropy of the student's softmax over each
     query's candidates against the teacher's softmax at ``temperature``; equal to the KL divergence plus the
     teacher's constant entropy, so the gradients are the KL's).
+
+    ``label_weight`` (``kl`` only) mixes the judgments into the target: each judged group's target distribution
+    is ``(1 − label_weight) · softmax(teacher / temperature) + label_weight · onehot(judged positive)``, the
+    classic distillation loss α·CE(labels) + (1 − α)·KL(teacher) (Hinton et al. 2015) in one listwise term.
+    Unlabeled queries' groups keep the teacher's softmax alone.
     """
 
     student: ModelSpec | Literal["teacher"] = "teacher"
     keep_layers: tuple[int, ...] | None = None
     loss: Literal["margin_mse", "mse", "kl"] = "margin_mse"
     temperature: float = Field(1.0, gt=0.0)
+    label_weight: float = Field(0.0, ge=0.0, lt=1.0)
     training: TrainingParams = Field(default_factory=TrainingParams)
+
+    @model_validator(mode="after")
+    def _label_weight_needs_kl(self) -> CrossEncoderDistillationParams:
+        _check_label_weight(self.label_weight, self.loss, "loss")
+        return self
+
+
+def _check_label_weight(label_weight: float, loss: str, key: str) -> None:
+    if label_weight > 0 and loss != "kl":
+        raise ValueError(f"label_weight {label_weight} mixes judgments into a listwise target: it needs "
+                         f"{key}: kl, got {loss!r}")
 
 
 class DualEncoderDistillationParams(Params):

@@ -107,13 +107,17 @@ def score_teacher(
     return scored, seconds
 
 
-def cross_encoder_dataset(teacher_scores: pd.DataFrame, loss: str, temperature: float = 1.0):
+def cross_encoder_dataset(teacher_scores: pd.DataFrame, loss: str, temperature: float = 1.0,
+                          label_weight: float = 0.0):
     """Columns for each cross-encoder distillation loss.
 
     - ``margin_mse``: (query, positive, negative_1..n) → [s(q,p+), s(q,p−_1), ..., s(q,p−_n)] (the loss takes
       the differences).
     - ``mse``: (query, passage) → s(q,p), every row of every group.
     - ``kl``: (query, [positive, negatives]) → teacher scores / ``temperature`` (ListNetLoss softmaxes them).
+      With ``label_weight`` λ > 0, a group whose first row has ``role`` ``positive`` gets the labels
+      ``log((1 − λ)·softmax(scores / temperature) + λ·onehot(0))`` instead: ListNet's softmax of them is that
+      mixture, so the loss is λ·CE(judgment) + (1 − λ)·CE(teacher).
     """
     from datasets import Dataset
 
@@ -129,12 +133,25 @@ def cross_encoder_dataset(teacher_scores: pd.DataFrame, loss: str, temperature: 
         })
     if loss == "kl":
         groups, _ = dual_encoder.teacher_groups(teacher_scores)
+        if label_weight > 0 and "role" not in teacher_scores.columns:
+            raise ValueError("label_weight needs the mined rows' 'role' column to find each judged positive")
         return Dataset.from_dict({
             "query": [g["query"].iloc[0] for g in groups],
             "docs": [g["passage"].tolist() for g in groups],
-            "labels": [(g["teacher_score"].astype(float) / temperature).tolist() for g in groups],
+            "labels": [listwise_target(g, temperature, label_weight) for g in groups],
         })
     raise ValueError(f"unknown distillation loss '{loss}'")
+
+
+def listwise_target(group: pd.DataFrame, temperature: float, label_weight: float) -> list[float]:
+    """One group's ListNet labels: teacher scores / temperature, or the log of their mixture with the judgment."""
+    logits = group["teacher_score"].to_numpy(dtype=np.float64) / temperature
+    if label_weight <= 0 or group["role"].iloc[0] != "positive":
+        return logits.tolist()
+    shifted = np.exp(logits - logits.max())
+    target = (1.0 - label_weight) * shifted / shifted.sum()
+    target[0] += label_weight
+    return np.log(target).tolist()
 
 
 def cross_encoder_loss(model, loss: str):
@@ -186,7 +203,7 @@ def train_cross_encoder_student(
     seed_before_building(params.training.seed)  # a student from a bi-encoder teacher gets a new classifier
     model = CrossEncoder(str(base), num_labels=1, max_length=params.training.max_length, device=placement.device,
                          **sentence_transformers_kwargs(trusted))
-    dataset = cross_encoder_dataset(teacher_scores, params.loss, params.temperature)
+    dataset = cross_encoder_dataset(teacher_scores, params.loss, params.temperature, params.label_weight)
     plan = checkpoint_plan("cross_encoder_student", params.training.checkpoints, params, teacher_scores, base)
     trainer = CrossEncoderTrainer(
         model=model,

@@ -11,6 +11,7 @@ import torch
 from finetune.data.types import RankingSet
 from finetune.params import (
     CrossEncoderDistillationParams,
+    CrossEncoderParams,
     DualEncoderParams,
     RankingEvalParams,
     TinyBertModel,
@@ -97,6 +98,34 @@ def test_cross_encoder_kl_golden_value(cross_teacher):
     value = dist.cross_encoder_loss(model, "kl")([[row["query"]], [row["docs"]]], [torch.tensor(row["labels"])])
     assert value.item() == pytest.approx((math.log(1.5) + 2 * math.log(6)) / 3, rel=1e-5)
     assert value.item() == pytest.approx(math.log(2) / 3 + math.log(3), rel=1e-5)
+
+
+def test_cross_encoder_kl_with_label_weight_golden_value(cross_teacher):
+    """label_weight 0.5, teacher scores (0, 0, 0) → target 0.5·(1/3, 1/3, 1/3) + 0.5·(1, 0, 0) = (2/3, 1/6, 1/6).
+
+    Student logits (ln 4, 0, 0) have that very softmax, so the loss is the target's entropy
+    (2/3)·ln 1.5 + (1/3)·ln 6 ≈ 0.8676 (KL 0); an unlabeled group in the same set keeps the teacher's labels.
+    """
+    model = lookup_cross_encoder(cross_teacher, {("q", "p"): math.log(4), ("q", "n1"): 0.0, ("q", "n2"): 0.0})
+    frame = pd.DataFrame({"group": [0, 0, 0, 1, 1, 1], "query": ["q"] * 6, "passage": ["p", "n1", "n2"] * 2,
+                          "role": ["positive", "negative", "negative"] + ["candidate"] * 3,
+                          "teacher_score": [0.0] * 6})
+    dataset = dist.cross_encoder_dataset(frame, "kl", label_weight=0.5)
+    assert np.exp(dataset[0]["labels"]) == pytest.approx([2 / 3, 1 / 6, 1 / 6])
+    assert dataset[1]["labels"] == [0.0, 0.0, 0.0]
+    row = dataset[0]
+    value = dist.cross_encoder_loss(model, "kl")([[row["query"]], [row["docs"]]], [torch.tensor(row["labels"])])
+    assert value.item() == pytest.approx(2 / 3 * math.log(1.5) + math.log(6) / 3, rel=1e-5)
+    with pytest.raises(ValueError, match="'role' column"):
+        dist.cross_encoder_dataset(frame.drop(columns="role"), "kl", label_weight=0.5)
+
+
+def test_label_weight_is_refused_without_the_listwise_loss():
+    with pytest.raises(ValueError, match="label_weight 0.3 .* needs loss: kl"):
+        CrossEncoderDistillationParams(loss="margin_mse", label_weight=0.3)
+    with pytest.raises(ValueError, match="needs cross_encoder.teacher_loss: kl"):
+        CrossEncoderParams(teacher_loss="mse", label_weight=0.3)
+    assert CrossEncoderParams(label_weight=0.3).as_student().label_weight == 0.3
 
 
 def test_cross_encoder_dataset_layouts():
