@@ -8,7 +8,7 @@ uses ``c0 = 0.33`` and ``T = 0.9 × total steps``, so the last tenth of training
 Nothing here knows about ranking: :class:`CurriculumSampler` takes one difficulty per dataset row, and
 :class:`CurriculumTrainerMixin` adds it to any transformers ``Trainer`` subclass (sentence-transformers'
 cross-encoder and bi-encoder trainers, TRL's ``SFTTrainer``). Difficulty functions for ranking live in
-:mod:`finetune.ranking.difficulty`.
+:mod:`finetune.ranking.curriculum`.
 """
 
 from __future__ import annotations
@@ -98,12 +98,6 @@ def pacing_fraction(
     else:  # step
         fraction = 0.33 if t <= 0.33 * T else 0.66 if t <= 0.66 * T else 1.0
     return min(1.0, fraction)
-
-
-def pacing_curve(name: str, total_steps: int, c0: float = DEFAULT_C0,
-                 full_data_fraction: float = DEFAULT_FULL_DATA_FRACTION) -> list[float]:
-    """``pacing_fraction`` at every optimizer step 0 .. total_steps − 1 (for reports)."""
-    return [pacing_fraction(name, t, total_steps, c0, full_data_fraction) for t in range(total_steps)]
 
 
 def optimizer_steps(

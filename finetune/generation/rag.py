@@ -226,12 +226,3 @@ def generate_local(model_dir: str | Path, prompts: Sequence[str], template: str,
     return [r.strip() for r in generate_responses(model, tokenizer, rendered, max_new_tokens, batch_size,
                                                   stop=("\n",))]
 
-
-def rag_metrics(predictions: Sequence[str], references: Sequence[str], retrieved: Mapping[str, Sequence[str]],
-                supporting: Mapping[str, Sequence[str]], k: int, split: str = "test") -> dict[str, float]:
-    """``<split>_recall@<k>`` of the supporting passages and ``<split>_rouge1/2/L``, ``<split>_bleu`` of the
-    generated intents against the references."""
-    from finetune.generation.evaluation import generation_metrics
-
-    return {f"{split}_recall@{k}": recall_at_k(retrieved, supporting, k),
-            **generation_metrics(predictions, references, split)}
