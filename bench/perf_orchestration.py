@@ -131,8 +131,8 @@ def plain_run(parameters: dict) -> dict:
         RankingEvalParams,
         RetrievalParams,
     )
+    from finetune.promotion import decide_promotion
     from finetune.ranking.evaluation import metric_key
-    from finetune.registry import decide_promotion
     from steps.data.fingerprint_sources import fingerprint_sources
     from steps.data.load_msmarco import load_msmarco
     from steps.data.mine_hard_negatives import mine_hard_negatives

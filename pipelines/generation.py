@@ -22,7 +22,7 @@ from finetune.params import (
     SftParams,
     TextDataParams,
 )
-from finetune.registry import parent_specs
+from finetune.promotion import parent_specs
 from pipelines.ranking import role_fingerprints
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice

@@ -19,9 +19,9 @@ from finetune.params import (
     RetrievalParams,
     TeacherParams,
 )
+from finetune.promotion import parent_specs
 from finetune.ranking.curriculum import NEEDS_TRAINED_MODEL, STANDARD
 from finetune.ranking.evaluation import STARTING_POINT, metric_key, vs_key
-from finetune.registry import parent_specs
 from steps.data.fingerprint_sources import fingerprint_sources
 from steps.data.load_msmarco import load_msmarco
 from steps.data.mine_hard_negatives import mine_hard_negatives

@@ -8,7 +8,7 @@ from finetune.generation.evaluation import evaluate_generation_per_example, prom
 from finetune.models.causal import load_causal_lm
 from finetune.models.directory import ModelDirectory
 from finetune.params import GenerationEvalParams
-from finetune.registry import item_key
+from finetune.promotion import item_key
 from steps.metadata import record
 
 

@@ -7,7 +7,7 @@ from finetune.device import resolve_device
 from finetune.generation.rlhf import RewardScorer, load_reward_model, prompt_rewards
 from finetune.models.directory import ModelDirectory
 from finetune.params import RewardEvalParams
-from finetune.registry import item_key
+from finetune.promotion import item_key
 from steps.metadata import record
 
 

@@ -7,7 +7,7 @@ from finetune.device import resolve_device
 from finetune.generation.preference import evaluate_preferences
 from finetune.models.directory import ModelDirectory
 from finetune.params import GenerationEvalParams
-from finetune.registry import item_key
+from finetune.promotion import item_key
 from steps.metadata import record
 
 

@@ -9,7 +9,7 @@ from finetune.generation.evaluation import evaluate_few_shot, prompts_and_refere
 from finetune.models.causal import load_causal_lm
 from finetune.models.directory import ModelDirectory
 from finetune.params import GenerationEvalParams
-from finetune.registry import item_key
+from finetune.promotion import item_key
 from steps.metadata import record
 
 

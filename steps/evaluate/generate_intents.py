@@ -8,7 +8,7 @@ from finetune.generation.evaluation import generation_metrics, rouge_scores, sam
 from finetune.generation.rag import generate_http, generate_local
 from finetune.models.directory import ModelDirectory
 from finetune.params import HttpGenerator, RagParams
-from finetune.registry import item_key
+from finetune.promotion import item_key
 from steps.metadata import record
 
 

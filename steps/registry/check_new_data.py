@@ -3,7 +3,7 @@ from typing import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
-from finetune.registry import data_check
+from finetune.promotion import data_check
 from steps.metadata import record
 from steps.registry.model_versions import version_in_stage
 

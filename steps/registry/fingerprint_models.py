@@ -13,7 +13,7 @@ def fingerprint_models(models: dict[str, dict]) -> Annotated[dict[str, str], "mo
     """Content fingerprint of every model by role (never cached: it looks at the weights and the registry, so a
     replaced model is always seen).
 
-    ``models`` are specs as JSON dicts (``finetune.registry.parent_specs``). The steps that load them take this
+    ``models`` are specs as JSON dicts (``finetune.promotion.parent_specs``). The steps that load them take this
     artifact as an input, so unchanged weights hit the cache and changed ones re-run: a local folder or a package by
     its bytes, a hub revision by the commit it resolves to in the local cache, a registered version (``production``
     included) by the version id it resolves to now, a tiny model by its config; ``{"model": "teacher"}`` (a student

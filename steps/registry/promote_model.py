@@ -4,7 +4,7 @@ from zenml import get_step_context, step
 from zenml.enums import ModelStages
 
 from finetune.params import PromotionParams
-from finetune.registry import baseline_significance, decide_promotion, per_query_values, strongest_baseline
+from finetune.promotion import baseline_significance, decide_promotion, per_query_values, strongest_baseline
 from steps.metadata import record
 from steps.registry.model_versions import (
     PER_ITEM_ARTIFACT,

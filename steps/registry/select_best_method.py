@@ -3,7 +3,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import step
 
-from finetune.registry import best_method
+from finetune.promotion import best_method
 from steps.metadata import record
 
 

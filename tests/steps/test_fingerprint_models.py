@@ -6,7 +6,7 @@ from zenml.enums import ModelStages
 
 from finetune.models.sources import build_tiny_bert
 from finetune.params import LocalModel, RegisteredModel, TinyBertModel
-from finetune.registry import parent_specs
+from finetune.promotion import parent_specs
 from steps.registry.fingerprint_models import fingerprint_models
 
 TEXTS = ["what is the capital of france", "paris is the capital city of france"] * 5

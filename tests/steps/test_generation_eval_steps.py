@@ -12,7 +12,7 @@ from finetune.data.types import DataFormatError
 from finetune.models.causal import build_tiny_causal_lm, load_causal_lm
 from finetune.models.directory import ModelDirectory
 from finetune.params import GenerationEvalParams, MultipleChoiceDataParams, TinyGpt2Model
-from finetune.registry import item_key
+from finetune.promotion import item_key
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
 from steps.data.load_multiple_choice import load_multiple_choice
 from steps.evaluate.build_generation_report import build_generation_report

@@ -10,7 +10,7 @@ import pytest
 from finetune.models.causal import build_tiny_causal_lm
 from finetune.models.directory import ModelDirectory
 from finetune.params import RagParams, RewardEvalParams, RewardModelParams, TinyGpt2Model, TrainingParams
-from finetune.registry import item_key
+from finetune.promotion import item_key
 from steps.data.retrieve_passages import retrieve_passages
 from steps.evaluate.evaluate_policy_reward import evaluate_policy_reward
 from steps.evaluate.generate_intents import generate_intents

@@ -6,12 +6,12 @@ import pytest
 from finetune.data.ranking import fingerprint_sources, load_unlabeled_queries
 from finetune.data.types import DataFormatError, RankingSet
 from finetune.params import CrossEncoderParams, FusionParams, PromotionParams, RankingDataParams, UnlabeledQueries
+from finetune.promotion import strongest_baseline
 from finetune.ranking.cross_encoder import PAIR_COLUMNS, candidate_groups, is_cross_encoder
 from finetune.ranking.distillation import with_unlabeled
 from finetune.ranking.evaluation import versus_metrics
 from finetune.ranking.fusion import fuse, min_max
 from finetune.ranking.metrics import compare_runs
-from finetune.registry import strongest_baseline
 
 CORPUS = {"1": "paris is the capital of france", "2": "berlin is in germany", "3": "the moon orbits the earth"}
 

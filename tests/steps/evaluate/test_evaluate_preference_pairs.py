@@ -12,7 +12,7 @@ import steps.evaluate.evaluate_preference_pairs as module
 from finetune.models.causal import build_tiny_causal_lm, load_causal_lm
 from finetune.models.directory import ModelDirectory
 from finetune.params import GenerationEvalParams, TinyGpt2Model
-from finetune.registry import item_key
+from finetune.promotion import item_key
 from steps.evaluate.evaluate_preference_pairs import evaluate_preference_pairs
 
 PAIRS = pd.DataFrame({"prompt": ["say up:", "say down:", "say left:"], "chosen": [" up", " down", " left"],

@@ -2,7 +2,7 @@
 
 The step runs in a stub step context whose model version is real on the throw-away store (tests/steps/registry/
 conftest.py), so stages and metadata are read back from the store. Golden paired t-tests (as in
-tests/finetune/test_registry.py): candidate 0.6, 0.7, 0.8 vs production 0.5 each: d = 0.1, 0.2, 0.3, mean 0.2,
+tests/finetune/test_promotion.py): candidate 0.6, 0.7, 0.8 vs production 0.5 each: d = 0.1, 0.2, 0.3, mean 0.2,
 sd 0.1, t = 0.2 / (0.1/√3) = 3.4641, df 2 → p = 0.07418; the same three items twice (six items): sd √(0.04/5),
 t = 0.2 / (0.08944/√6) = 5.4772, df 5 → p = 0.002765.
 """

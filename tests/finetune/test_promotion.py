@@ -1,7 +1,7 @@
 import pytest
 
 from finetune.params import PromotionParams
-from finetune.registry import (
+from finetune.promotion import (
     baseline_significance,
     best_method,
     compare_paired,
