@@ -38,12 +38,20 @@ p.headline { font-size: 1.1em; background: #f6f8fa; border-left: 4px solid #0969
 """
 
 
-def _plain(text: str) -> str:
-    # matplotlib reads text between two "$" as mathtext; an escaped dollar is drawn literally.
+def escape_mathtext(text: str) -> str:
+    """``text`` with every ``$`` escaped, so matplotlib draws it as written.
+
+    matplotlib reads text between two ``$`` as mathtext; an escaped dollar is drawn literally. Use it on every
+    user string (run names, query ids, metric names) that goes into a label, a tick or a title.
+    """
     return text.replace("$", r"\$")
 
 
-def _new_figure(width: float = 8.0, height: float = 4.0) -> Figure:
+def new_figure(width: float = 8.0, height: float = 4.0) -> Figure:
+    """A bare matplotlib ``Figure`` (no pyplot, constrained layout, 100 dpi) of ``width`` × ``height`` inches.
+
+    Render it with :func:`figure_to_data_uri`.
+    """
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -83,7 +91,7 @@ def plot_loss_curve(
     Returns:
         PNG data URI.
     """
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.plot(list(steps), list(losses), color="#0969da", linewidth=1.5, label="train loss")
     if eval_points:
@@ -119,17 +127,17 @@ def plot_per_query_gain(gains: Mapping[str, float], metric: str) -> str:
     values = [value for _, value in ordered]
     colors = [_POSITIVE if v > 0 else _NEGATIVE if v < 0 else _NEUTRAL for v in values]
     wins, ties, losses = win_tie_loss(gains)
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.bar(range(len(values)), values, width=1.0 if len(values) > 40 else 0.8, color=colors, linewidth=0)
     ax.axhline(0.0, color="#1f2328", linewidth=0.8)
     if len(values) <= 40:
-        ax.set_xticks(range(len(values)), [_plain(qid) for qid, _ in ordered], rotation=90, fontsize=7)
+        ax.set_xticks(range(len(values)), [escape_mathtext(qid) for qid, _ in ordered], rotation=90, fontsize=7)
     else:
         ax.set_xticks([])
     ax.set_xlabel(f"queries ({len(values)}), sorted by gain")
-    ax.set_ylabel(f"Δ {_plain(metric)}")
-    ax.set_title(f"Per-query Δ {_plain(metric)}: {wins} wins / {ties} ties / {losses} losses")
+    ax.set_ylabel(f"Δ {escape_mathtext(metric)}")
+    ax.set_title(f"Per-query Δ {escape_mathtext(metric)}: {wins} wins / {ties} ties / {losses} losses")
     ax.grid(axis="y", alpha=0.3)
     return figure_to_data_uri(fig)
 
@@ -146,13 +154,13 @@ def plot_metric_bars(means: Mapping[str, Mapping[str, float]]) -> str:
     runs = list(means)
     metrics = list(next(iter(means.values()))) if means else []
     width = 0.8 / max(len(runs), 1)
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for i, run in enumerate(runs):
         positions = [m + (i - (len(runs) - 1) / 2) * width for m in range(len(metrics))]
-        bars = ax.bar(positions, [means[run][metric] for metric in metrics], width, label=_plain(run))
+        bars = ax.bar(positions, [means[run][metric] for metric in metrics], width, label=escape_mathtext(run))
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
-    ax.set_xticks(range(len(metrics)), [_plain(metric) for metric in metrics])
+    ax.set_xticks(range(len(metrics)), [escape_mathtext(metric) for metric in metrics])
     ax.set_ylabel("mean over judged queries")
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
@@ -191,7 +199,8 @@ def html_table(rows: Sequence[Mapping[str, object]], float_fmt: str = "{:.4f}", 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _img(data_uri: str, alt: str) -> str:
+def image_tag(data_uri: str, alt: str) -> str:
+    """An ``<img>`` element showing ``data_uri`` (from :func:`figure_to_data_uri`), with ``alt`` escaped."""
     return f'<img src="{data_uri}" alt="{html.escape(alt)}">'
 
 
@@ -213,7 +222,7 @@ def render_report(title: str, sections: Sequence[tuple[str, str]]) -> str:
     )
 
 
-def headline(comparison: RunComparison, metric: str, candidate: str) -> str:
+def significance_headline(comparison: RunComparison, metric: str, candidate: str) -> str:
     """One sentence: candidate vs baseline on ``metric``, the delta, the p-value and the verdict."""
     base = comparison.means[comparison.baseline][metric]
     cand = comparison.means[candidate][metric]
@@ -277,25 +286,25 @@ def ranking_report(
     sections = [
         (
             "Summary",
-            f'<p class="headline">{html.escape(headline(comparison, primary_metric, candidate))}</p>',
+            f'<p class="headline">{html.escape(significance_headline(comparison, primary_metric, candidate))}</p>',
         ),
         (
             "Metrics",
             html_table(comparison.to_rows())
             + f"<p>Means over {len(base_pq)} judged queries; p-values from a paired {comparison.stat_test} "
             f"test against {html.escape(baseline)}.</p>"
-            + _img(plot_metric_bars(comparison.means), "metric means per run"),
+            + image_tag(plot_metric_bars(comparison.means), "metric means per run"),
         ),
     ]
     train = [(int(e["step"]), float(e["loss"])) for e in loss_history or [] if "loss" in e]
     evals = [(int(e["step"]), float(e["eval_loss"])) for e in loss_history or [] if "eval_loss" in e]
     if train:
         steps, losses = zip(*train, strict=True)
-        sections.append(("Training loss", _img(plot_loss_curve(steps, losses, evals), "training loss curve")))
+        sections.append(("Training loss", image_tag(plot_loss_curve(steps, losses, evals), "training loss curve")))
     sections.append(
         (
             f"Per-query {primary_metric}",
-            _img(plot_per_query_gain(gains, primary_metric), f"per-query gain in {primary_metric}")
+            image_tag(plot_per_query_gain(gains, primary_metric), f"per-query gain in {primary_metric}")
             + "<p>Largest gains and losses:</p>"
             + html_table(_largest_changes(base_pq, cand_pq)),
         )
@@ -321,12 +330,13 @@ def plot_curves(curves: Mapping[str, Sequence[tuple[float, float]]], xlabel: str
     Returns:
         PNG data URI.
     """
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for name, points in curves.items():
         if points:
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, linewidth=1.5, label=_plain(name), drawstyle="steps-post" if len(xs) < 400 else None)
+            ax.plot(xs, ys, linewidth=1.5, label=escape_mathtext(name),
+                    drawstyle="steps-post" if len(xs) < 400 else None)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if ylim is not None:
@@ -368,7 +378,7 @@ def curriculum_report(
         raise ValueError(f"arms {unknown} are not runs of the comparison")
     arms = [arm for arm in data_fractions if arm != comparison.baseline]
     headlines = "".join(
-        f'<p class="headline">{html.escape(headline(comparison, primary_metric, arm))}</p>' for arm in arms
+        f'<p class="headline">{html.escape(significance_headline(comparison, primary_metric, arm))}</p>' for arm in arms
     )
     pacing = {arm: list(enumerate(fractions)) for arm, fractions in data_fractions.items()}
     losses = {arm: [(int(e["step"]), float(e["loss"])) for e in log if "loss" in e]
@@ -378,7 +388,7 @@ def curriculum_report(
         ("Summary", headlines),
         (
             "Pacing: fraction of the data available per step",
-            _img(plot_curves(pacing, "optimizer step", "fraction of training rows", (0.0, 1.05)), "pacing curves")
+            image_tag(plot_curves(pacing, "optimizer step", "fraction of training rows", (0.0, 1.05)), "pacing curves")
             + "<p>Each step draws its batch uniformly from the easiest ⌊fraction × N⌋ rows "
             "(Penha &amp; Hauff 2020).</p>",
         ),
@@ -387,11 +397,11 @@ def curriculum_report(
             html_table(comparison.to_rows())
             + f"<p>Means over {n_queries} judged queries; p-values from a paired {comparison.stat_test} test "
             f"against {html.escape(comparison.baseline)}.</p>"
-            + _img(plot_metric_bars(comparison.means), "metric means per run"),
+            + image_tag(plot_metric_bars(comparison.means), "metric means per run"),
         ),
     ]
     if any(losses.values()):
-        sections.append(("Training loss", _img(plot_curves(losses, "step", "loss"), "training loss curves")))
+        sections.append(("Training loss", image_tag(plot_curves(losses, "step", "loss"), "training loss curves")))
     if extra:
         sections.append(("Details", html_table([{"key": k, "value": v} for k, v in extra.items()])))
     return render_report(title, sections)

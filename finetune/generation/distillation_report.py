@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from finetune.reports import _img, html_table, plot_curves, render_report
+from finetune.reports import html_table, image_tag, plot_curves, render_report
 
 TRAINING_KEYS = ("alpha", "temperature", "steps", "train_seconds", "tokens_per_second", "validation_loss",
                  "validation_perplexity", "trainable_parameters")
@@ -31,9 +31,9 @@ def distillation_report(rows: Sequence[Mapping[str, object]], student_stats: Map
     validation = {"student (KD)": _points(student_log, "eval_loss"),
                   "student (no teacher)": _points(baseline_log, "eval_loss")}
     if any(validation.values()):
-        sections.append(("Validation cross-entropy", _img(plot_curves(validation, "step", "eval loss"),
-                                                          "validation loss of both students")))
+        sections.append(("Validation cross-entropy", image_tag(plot_curves(validation, "step", "eval loss"),
+                                                               "validation loss of both students")))
     parts = {"KL(teacher ‖ student)": _points(student_log, "kd_kl"), "cross-entropy": _points(student_log, "kd_ce")}
     if any(parts.values()):
-        sections.append(("Distillation loss terms", _img(plot_curves(parts, "step", "value"), "KL and CE terms")))
+        sections.append(("Distillation loss terms", image_tag(plot_curves(parts, "step", "value"), "KL and CE terms")))
     return render_report("Language-model distillation", sections)

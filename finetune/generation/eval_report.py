@@ -67,7 +67,7 @@ def plot_comparison(values: Mapping[str, Mapping[str, float]]) -> str:
     return figure_to_data_uri(fig)
 
 
-def headline(rows: Sequence[Mapping[str, object]], k: int | None) -> str:
+def few_shot_headline(rows: Sequence[Mapping[str, object]], k: int | None) -> str:
     """One sentence: fine-tuned vs few-shot on ROUGE-L and normalised multiple-choice accuracy (when present)."""
     compared = [r for r in rows if r["few-shot"] is not None]
     if not compared:
@@ -105,7 +105,7 @@ def generation_report(
     """
     rows = comparison_rows(metrics, few_shot_metrics)
     sections = [
-        ("Summary", f'<p class="headline">{html.escape(headline(rows, few_shot_k))}</p>'),
+        ("Summary", f'<p class="headline">{html.escape(few_shot_headline(rows, few_shot_k))}</p>'),
         ("Metrics", html_table(rows) + "<p>ROUGE: mean F-measure over the held-out prompts (rouge_score); BLEU: "
                     "corpus sacreBLEU (0-100); multiple choice: accuracy by option log-likelihood, raw and "
                     "length-normalised.</p>"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from finetune.generation.preference import SYSTEMS, agreement_curves
-from finetune.reports import _img, html_table, plot_curves, render_report
+from finetune.reports import html_table, image_tag, plot_curves, render_report
 
 LABELS = {"preference": "DPO policy (implicit reward)", "reference_logprob": "reference log-prob",
           "reference_logprob_per_token": "reference log-prob per token", "longer_answer": "longer answer"}
@@ -68,11 +68,11 @@ def dpo_report(metrics: Mapping[str, float], training_stats: Mapping[str, object
     curves = agreement_curves(list(log_history))
     if any(curves.values()):
         sections.append(("Preference agreement over training",
-                         _img(plot_curves(curves, "step", "rewards/accuracies", ylim=(0.0, 1.0)),
-                              "preference agreement over training")))
+                         image_tag(plot_curves(curves, "step", "rewards/accuracies", ylim=(0.0, 1.0)),
+                                   "preference agreement over training")))
     loss = {"train loss": [(float(e["step"]), float(e["loss"])) for e in log_history if "loss" in e and "step" in e],
             "eval loss": [(float(e["step"]), float(e["eval_loss"])) for e in log_history
                           if "eval_loss" in e and "step" in e]}
     if any(loss.values()):
-        sections.append(("DPO loss", _img(plot_curves(loss, "step", "loss"), "DPO loss")))
+        sections.append(("DPO loss", image_tag(plot_curves(loss, "step", "loss"), "DPO loss")))
     return render_report("DPO alignment", sections)

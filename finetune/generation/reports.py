@@ -8,7 +8,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from finetune.reports import _img, _new_figure, _plain, figure_to_data_uri, html_table, plot_loss_curve, render_report
+from finetune.reports import (
+    escape_mathtext,
+    figure_to_data_uri,
+    html_table,
+    image_tag,
+    new_figure,
+    plot_loss_curve,
+    render_report,
+)
 
 # Column of the comparison table -> (chart title, higher is better). Only columns present in the rows are drawn.
 COMPARISON_COLUMNS: dict[str, tuple[str, bool]] = {
@@ -43,8 +51,8 @@ def plot_method_comparison(rows: Sequence[Mapping[str, object]]) -> str:
     columns = [c for c in COMPARISON_COLUMNS if any(isinstance(r.get(c), int | float) for r in rows)]
     ncols = 3
     nrows = max(1, math.ceil(len(columns) / ncols))
-    fig = _new_figure(11.0, 3.0 * nrows)
-    methods = [_plain(str(r["method"])) for r in rows]
+    fig = new_figure(11.0, 3.0 * nrows)
+    methods = [escape_mathtext(str(r["method"])) for r in rows]
     for i, column in enumerate(columns):
         title, higher_better = COMPARISON_COLUMNS[column]
         ax = fig.add_subplot(nrows, ncols, i + 1)
@@ -68,8 +76,8 @@ def method_comparison_report(rows: Sequence[Mapping[str, object]], details: Mapp
         "of the process's resident memory during training, sampled every 20 ms. Tokens/s counts the non-padding "
         "input tokens the trainer saw. Validation loss is that of the kept (best) checkpoint.</p>"
     )
-    sections = [("Results", html_table(rows, float_fmt="{:.4g}")), ("Charts", _img(plot_method_comparison(rows),
-                                                                                   "method comparison charts"))]
+    sections = [("Results", html_table(rows, float_fmt="{:.4g}")),
+                ("Charts", image_tag(plot_method_comparison(rows), "method comparison charts"))]
     if details:
         sections.append(("Setup", html_table([{"setting": k, "value": v} for k, v in details.items()])))
     sections.append(("How it was measured", notes))
@@ -88,5 +96,5 @@ def causal_lm_report(before: Mapping[str, float], after: Mapping[str, float], tr
                 ("Training", html_table([{"measure": k, "value": v} for k, v in training_stats.items()]))]
     if train:
         steps, losses = zip(*train, strict=True)
-        sections.append(("Loss", _img(plot_loss_curve(steps, losses, evals or None), "loss curve")))
+        sections.append(("Loss", image_tag(plot_loss_curve(steps, losses, evals or None), "loss curve")))
     return render_report("Continued pre-training", sections)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from finetune.reports import _img, html_table, plot_curves, plot_metric_bars, render_report
+from finetune.reports import html_table, image_tag, plot_curves, plot_metric_bars, render_report
 
 
 def rlhf_report(reward_model_metrics: Mapping[str, float], before: Mapping[str, float], after: Mapping[str, float],
@@ -21,11 +21,11 @@ def rlhf_report(reward_model_metrics: Mapping[str, float], before: Mapping[str, 
     loss = [(float(e["step"]), float(e["loss"])) for e in reward_log if "loss" in e and "step" in e]
     if loss:
         sections.append(("Reward-model training loss",
-                         _img(plot_curves({"Bradley-Terry loss": loss}, "step", "loss"), "reward model loss")))
+                         image_tag(plot_curves({"Bradley-Terry loss": loss}, "step", "loss"), "reward model loss")))
     rewards = [(float(e["step"]), float(e["reward"])) for e in rl_log if "reward" in e and "step" in e]
     if rewards:
         sections.append(("Mean reward of sampled completions during RL",
-                         _img(plot_curves({"reward": rewards}, "step", "mean reward"), "reward during RL")))
+                         image_tag(plot_curves({"reward": rewards}, "step", "mean reward"), "reward during RL")))
     return render_report("RLHF: reward model and RL", sections)
 
 
@@ -35,7 +35,7 @@ def rag_report(metrics: Mapping[str, float], samples: Sequence[Mapping[str, obje
     sections = [("Metrics", html_table([{"metric": k, "value": v} for k, v in metrics.items()]))]
     fractions = {k: v for k, v in metrics.items() if not k.endswith("_bleu")}
     if fractions:
-        sections.append(("Recall and ROUGE", _img(plot_metric_bars({"generated intents": fractions}),
-                                                  "retrieval recall and ROUGE of the generated intents")))
+        sections.append(("Recall and ROUGE", image_tag(plot_metric_bars({"generated intents": fractions}),
+                                                       "retrieval recall and ROUGE of the generated intents")))
     sections.append(("Sample intents (worst ROUGE-L first)", html_table(list(samples))))
     return render_report("RAG intent generation", sections)

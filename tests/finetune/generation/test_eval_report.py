@@ -2,7 +2,7 @@
 
 import pytest
 
-from finetune.generation.eval_report import comparison_rows, generation_report, headline
+from finetune.generation.eval_report import comparison_rows, few_shot_headline, generation_report
 
 METRICS = {"test_perplexity": 14.0, "test_rougeL": 0.5, "test_bleu": 20.0, "test_mc_accuracy_norm": 0.4}
 FEW_SHOT = {"few_shot_test_rougeL": 0.3, "few_shot_test_bleu": 12.5, "few_shot_test_mc_accuracy_norm": 0.45}
@@ -17,11 +17,11 @@ def test_comparison_rows_pair_metrics_with_the_baseline():
     assert rows["test_bleu"]["Δ"] == pytest.approx(7.5)
     assert rows["test_mc_accuracy_norm"]["Δ"] == pytest.approx(-0.05)
     assert rows["test_perplexity"]["few-shot"] is None and rows["test_perplexity"]["Δ"] is None
-    assert headline(list(rows.values()), 3) == (
+    assert few_shot_headline(list(rows.values()), 3) == (
         "Fine-tuned model: test_rougeL 0.5000 vs 3-shot 0.3000 (Δ +0.2000); "
         "test_mc_accuracy_norm 0.4000 vs 3-shot 0.4500 (Δ -0.0500)."
     )
-    assert headline(comparison_rows(METRICS), 3) == "No few-shot baseline to compare with."
+    assert few_shot_headline(comparison_rows(METRICS), 3) == "No few-shot baseline to compare with."
 
 
 def test_report_sections_follow_the_inputs():
