@@ -97,7 +97,8 @@ class _Attribute:
     indirect: tuple[str, ...]  # implies the fact (grade 2)
 
 
-_ATTRIBUTES = (
+# The kinds of fact the demo's queries ask about; finetune.data.rag_demo reads their query templates too.
+ATTRIBUTES = (
     _Attribute(
         key="capital",
         queries=(
@@ -370,7 +371,7 @@ def _distractor(rng: random.Random, place: _Place, attribute: _Attribute, others
 
 def _filler(rng: random.Random, others: list[_Place]) -> str:
     other = rng.choice(others)
-    attribute = rng.choice(_ATTRIBUTES)
+    attribute = rng.choice(ATTRIBUTES)
     return _passage(
         rng, _sentence(rng.choice(attribute.plain + attribute.paraphrase), other, attribute), other
     )
@@ -392,7 +393,7 @@ def _candidates(
         for t in rng.sample(attribute.indirect, n_indirect)
     ]
     other_facts = []
-    for other_attribute in rng.sample([a for a in _ATTRIBUTES if a is not attribute], n_other_fact):
+    for other_attribute in rng.sample([a for a in ATTRIBUTES if a is not attribute], n_other_fact):
         template = rng.choice(other_attribute.plain + other_attribute.paraphrase)
         other_facts.append((_passage(rng, _sentence(template, place, other_attribute), place), 1))
     distractors = [(_distractor(rng, place, attribute, others), 0) for _ in range(n_distractor)]
@@ -444,7 +445,7 @@ def write_demo_msmarco(
     judged: list[tuple[str, str, int]] = []  # (qid, passage, grade) before pids exist
     for i, place in enumerate(places):
         qid = str(i + 1)
-        attribute = rng.choice(_ATTRIBUTES)
+        attribute = rng.choice(ATTRIBUTES)
         queries[qid] = rng.choice(attribute.queries).format(e=place.name.lower())
         judged += [
             (qid, text, grade)

@@ -36,7 +36,11 @@ class _Place:
     neighbour: str
 
 
-def _world(seed: int, num_places: int = 24) -> list[_Place]:
+def demo_world(seed: int, num_places: int = 24) -> list[_Place]:
+    """The invented world: ``num_places`` places with distinct names and capitals, the same for the same seed.
+
+    Each place has a main export and borders the next place in the list (the last borders the first).
+    """
     rng = random.Random(seed)
     names: list[str] = []
     capitals: list[str] = []
@@ -70,7 +74,7 @@ def _task(rng: random.Random, world: list[_Place]) -> tuple[str, str]:
 def demo_instruction_records(num_examples: int, seed: int = 0) -> list[tuple[str, str]]:
     """``(prompt, response)`` pairs of the demo tasks."""
     rng = random.Random(seed + 1)
-    world = _world(seed)
+    world = demo_world(seed)
     return [_task(rng, world) for _ in range(num_examples)]
 
 
@@ -108,7 +112,7 @@ def write_demo_corpus(output_dir: str | Path, num_documents: int = 60, seed: int
         The file written (``corpus.txt``).
     """
     rng = random.Random(seed + 2)
-    world = _world(seed, max(num_documents, 3))
+    world = demo_world(seed, max(num_documents, 3))
     blocks = []
     for place in world[:num_documents]:
         sentences = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from finetune.data.demo import demo_folder
-from finetune.data.demo_text import _world
+from finetune.data.demo_text import demo_world
 from finetune.data.instructions import split_frame
 from finetune.data.msmarco import sha256_file
 from finetune.data.types import DataFormatError
@@ -109,7 +109,7 @@ def write_demo_preferences(output_dir: str | Path, num_pairs: int = 400, seed: i
     pairs, so preference accuracy rises above chance; the exact fact would need memorising all 72. Same arguments,
     same bytes.
     """
-    world = _world(seed)
+    world = demo_world(seed)
     rng = random.Random(seed + 1)
     path = demo_folder(output_dir) / "preferences.jsonl"
     with path.open("w", encoding="utf-8", newline="\n") as handle:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from finetune.data.demo import _ATTRIBUTES, write_demo_msmarco
+from finetune.data.demo import ATTRIBUTES, write_demo_msmarco
 from finetune.data.msmarco import read_queries
 
 INTENT_TEMPLATE = "find the {keyword} of {place}"
@@ -20,7 +20,7 @@ INTENT_TEMPLATE = "find the {keyword} of {place}"
 
 def _query_patterns() -> list[tuple[re.Pattern[str], str]]:
     patterns = []
-    for attribute in _ATTRIBUTES:
+    for attribute in ATTRIBUTES:
         for template in attribute.queries:
             head, tail = template.split("{e}")
             patterns.append((re.compile(f"^{re.escape(head)}(?P<place>[a-z]+){re.escape(tail)}$"),

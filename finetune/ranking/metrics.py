@@ -26,8 +26,7 @@ import numpy as np
 import scipy.stats
 
 from finetune.data.types import Qrels, Run
-from finetune.params import RANX_METRICS
-from finetune.params import metric_family as _base_name
+from finetune.params import RANX_METRICS, metric_family
 from finetune.ranking import ir_metrics
 
 _GRADED_METRICS = frozenset({"dcg", "dcg_burges", "ndcg", "ndcg_burges"})
@@ -35,9 +34,9 @@ STAT_TESTS = ("student", "fisher")
 
 
 def _ranx_name(metric: str, relevance_level: int) -> str:
-    if _base_name(metric) not in RANX_METRICS:
+    if metric_family(metric) not in RANX_METRICS:
         raise ValueError(f"unknown metric {metric!r}; use a ranx name such as 'ndcg@10', 'mrr@10', 'map@100'")
-    if "-l" in metric or _base_name(metric) in _GRADED_METRICS:
+    if "-l" in metric or metric_family(metric) in _GRADED_METRICS:
         return metric
     return f"{metric}-l{relevance_level}"
 
