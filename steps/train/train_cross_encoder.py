@@ -6,9 +6,9 @@ import pandas as pd
 from zenml import ArtifactConfig, step
 from zenml.enums import ArtifactType
 
+import finetune.ranking.cross_encoder
 from finetune.models.directory import ModelDirectory
 from finetune.params import CrossEncoderParams
-from finetune.ranking.cross_encoder import train_cross_encoder as train
 from steps.metadata import record
 
 
@@ -23,7 +23,7 @@ def train_cross_encoder(
 ]:
     """Fine-tune the cross-encoder (sentence-transformers CrossEncoderTrainer) on the mined pairs."""
     workdir = Path(tempfile.mkdtemp(prefix="cross_encoder_"))
-    result = train(train_pairs, cross_encoder, workdir)
+    result = finetune.ranking.cross_encoder.train_cross_encoder(train_pairs, cross_encoder, workdir)
     record({
         "num_parameters": result.num_parameters,
         "train_seconds": round(result.train_seconds, 2),

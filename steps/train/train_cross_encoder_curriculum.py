@@ -8,7 +8,7 @@ from zenml import step
 from finetune.curriculum import STANDARD, QueryCurriculum
 from finetune.models.directory import ModelDirectory
 from finetune.params import CrossEncoderParams, CurriculumArm, CurriculumSchedule
-from finetune.ranking.cross_encoder import train_cross_encoder as train
+from finetune.ranking.cross_encoder import train_cross_encoder
 from steps.metadata import record
 
 
@@ -39,7 +39,7 @@ def train_cross_encoder_curriculum(
         schedule = schedule or CurriculumSchedule()
         curriculum = QueryCurriculum(difficulty_scores or {}, arm.pacing, arm.invert, schedule.c0,
                                      schedule.full_data_fraction, schedule.seed)
-    result = train(train_pairs, cross_encoder, Path(tempfile.mkdtemp(prefix="curriculum_")), curriculum)
+    result = train_cross_encoder(train_pairs, cross_encoder, Path(tempfile.mkdtemp(prefix="curriculum_")), curriculum)
     record({
         "curriculum": STANDARD if arm is None else arm.name,
         "train_seconds": round(result.train_seconds, 2),

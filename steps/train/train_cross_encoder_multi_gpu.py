@@ -11,7 +11,7 @@ from zenml.integrations.huggingface.steps import run_with_accelerate
 
 from finetune.models.directory import ModelDirectory
 from finetune.params import CrossEncoderParams
-from finetune.ranking.cross_encoder import train_cross_encoder as train
+from finetune.ranking.cross_encoder import train_cross_encoder
 from steps.metadata import record
 
 
@@ -32,7 +32,8 @@ def train_cross_encoder_multi_gpu(train_pairs_file: Path, cross_encoder_json: st
             take N × per_device_batch_size × gradient_accumulation_steps pairs per update.
     """
     params = CrossEncoderParams.model_validate_json(cross_encoder_json)
-    result = train(pd.read_parquet(train_pairs_file), params, Path(tempfile.mkdtemp(prefix="cross_encoder_")))
+    workdir = Path(tempfile.mkdtemp(prefix="cross_encoder_"))
+    result = train_cross_encoder(pd.read_parquet(train_pairs_file), params, workdir)
     # The accelerate processes run outside ZenML's step context: this goes to the step log, not to metadata.
     record({"num_parameters": result.num_parameters, "train_seconds": round(result.train_seconds, 2),
             "train_examples": result.train_examples, "device": result.device})

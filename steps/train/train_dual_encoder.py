@@ -6,9 +6,9 @@ import pandas as pd
 from zenml import ArtifactConfig, step
 from zenml.enums import ArtifactType
 
+import finetune.ranking.dual_encoder
 from finetune.models.directory import ModelDirectory
 from finetune.params import DualEncoderParams
-from finetune.ranking.dual_encoder import train_dual_encoder as train
 from steps.metadata import record
 
 
@@ -22,7 +22,8 @@ def train_dual_encoder(
     Annotated[list[dict], "training_log"],
 ]:
     """Train a bi-encoder (SentenceTransformerTrainer) with in-batch plus mined hard negatives."""
-    result = train(train_pairs, dual_encoder, Path(tempfile.mkdtemp(prefix="dual_encoder_")))
+    workdir = Path(tempfile.mkdtemp(prefix="dual_encoder_"))
+    result = finetune.ranking.dual_encoder.train_dual_encoder(train_pairs, dual_encoder, workdir)
     record({
         "num_parameters": result.num_parameters,
         "train_seconds": round(result.train_seconds, 2),

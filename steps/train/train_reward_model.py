@@ -5,8 +5,7 @@ import pandas as pd
 from zenml import ArtifactConfig, step
 from zenml.enums import ArtifactType
 
-from finetune.generation.rlhf import load_reward_model
-from finetune.generation.rlhf import train_reward_model as train
+from finetune.generation import rlhf
 from finetune.models.directory import ModelDirectory
 from finetune.models.sources import count_parameters
 from finetune.params import RewardModelParams
@@ -23,8 +22,9 @@ def train_reward_model(
 ]:
     """TRL RewardTrainer on the train pairs (a one-logit head on the base model); held-out pairwise accuracy
     (``test_pairwise_accuracy``: reward of chosen > rejected) and mean margin on the test pairs."""
-    result = train(base_model_dir.path, train_pairs, test_pairs, reward, tempfile.mkdtemp(prefix="reward_"))
+    workdir = tempfile.mkdtemp(prefix="reward_")
+    result = rlhf.train_reward_model(base_model_dir.path, train_pairs, test_pairs, reward, workdir)
     record(result.metrics)
-    parameters = count_parameters(load_reward_model(result.model_dir)[0])
+    parameters = count_parameters(rlhf.load_reward_model(result.model_dir)[0])
     model_dir = ModelDirectory(result.model_dir, "reward_model", base_model_dir.base_model, parameters)
     return model_dir, result.metrics, result.log_history
