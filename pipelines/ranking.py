@@ -265,30 +265,34 @@ def ranking_curriculum(
     pairs = mine_hard_negatives(train_set, train_run, mining)
     max_length = cross_encoder.training.max_length
     base = role_fingerprints("base_model", cross_encoder.model)
-    standard = train_cross_encoder_curriculum(pairs, cross_encoder, model_fingerprints=base, id=f"train_{STANDARD}")
+    # Arm name -> that training step's outputs, standard training first; every dict keeps the arms' order.
+    model_dirs, training_logs, data_fractions = {}, {}, {}
+    model_dirs[STANDARD], training_logs[STANDARD], data_fractions[STANDARD] = train_cross_encoder_curriculum(
+        pairs, cross_encoder, model_fingerprints=base, id=f"train_{STANDARD}")
     semantic = None
     if "semantic_std" in curriculum.difficulties:  # the one difficulty function that loads a model spec (an encoder)
         semantic = role_fingerprints("semantic_model", curriculum.semantic_model)
     scores = {
         name: score_difficulty(pairs, curriculum.difficulty_params(name, retrieval, max_length),
-                               model_dir=standard[0] if name in NEEDS_TRAINED_MODEL else None,
+                               model_dir=model_dirs[STANDARD] if name in NEEDS_TRAINED_MODEL else None,
                                model_fingerprints=semantic if name == "semantic_std" else None,
                                id=f"score_difficulty_{name}")
         for name in curriculum.difficulties
     }
-    trained = {STANDARD: standard}
     for arm in curriculum.arms:
-        trained[arm.name] = train_cross_encoder_curriculum(
+        model_dirs[arm.name], training_logs[arm.name], data_fractions[arm.name] = train_cross_encoder_curriculum(
             pairs, cross_encoder, arm=arm, difficulty_scores=scores[arm.difficulty], schedule=curriculum.schedule,
             model_fingerprints=base, id=f"train_{arm.name}")
-    names = list(trained)
-    runs = [rerank_candidates(trained[name][0], eval_set, eval_run, evaluation, max_length, id=f"rerank_{name}")[0]
-            for name in names]
+    names = list(model_dirs)
+    reranked_runs = []
+    for name, model_dir in model_dirs.items():
+        reranked_run, _ = rerank_candidates(model_dir, eval_set, eval_run, evaluation, max_length, id=f"rerank_{name}")
+        reranked_runs.append(reranked_run)
     start, _ = rerank_starting_point(cross_encoder.model.model_dump(mode="json"), pairs, eval_set, eval_run,
                                      evaluation, max_length, base)
-    metrics, comparison, best = evaluate_curricula(eval_set, eval_run, runs, names, evaluation, start)
-    select_best_model([trained[name][0] for name in names], names, best)
+    metrics, comparison, best = evaluate_curricula(eval_set, eval_run, reranked_runs, names, evaluation, start)
+    select_best_model(list(model_dirs.values()), names, best)
     decision = ranking_gate(metrics, comparison, best, fingerprints, evaluation, retrieval, promotion,
                             {"base_model": cross_encoder.model}, has_starting_point=True, after="select_best_model")
-    build_curriculum_report(comparison, [trained[name][1] for name in names],
-                            [trained[name][2] for name in names], names, best, decision, evaluation)
+    build_curriculum_report(comparison, list(training_logs.values()), list(data_fractions.values()), names, best,
+                            decision, evaluation)
