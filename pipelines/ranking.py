@@ -3,6 +3,7 @@
 from zenml import Model, pipeline
 from zenml.enums import ExecutionMode
 
+from finetune.curriculum import STANDARD
 from finetune.params import (
     CrossEncoderDistillationParams,
     CrossEncoderParams,
@@ -20,7 +21,7 @@ from finetune.params import (
     TeacherParams,
 )
 from finetune.promotion import parent_specs
-from finetune.ranking.curriculum import NEEDS_TRAINED_MODEL, STANDARD
+from finetune.ranking.curriculum import NEEDS_TRAINED_MODEL
 from finetune.ranking.evaluation import STARTING_POINT, metric_key, vs_key
 from steps.data.fingerprint_sources import fingerprint_sources
 from steps.data.load_msmarco import load_msmarco

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from finetune.curriculum import STANDARD
 from finetune.data.types import Qrels, Run
 from finetune.params import DifficultyParams, RankingEvalParams
 
@@ -35,7 +36,6 @@ DIFFICULTY_FUNCTIONS: tuple[str, ...] = (
     "model_prediction", "model_loss", "random",
 )
 NEEDS_TRAINED_MODEL = frozenset({"model_prediction", "model_loss"})
-STANDARD = "standard_training"
 
 Encode = Callable[[list[str]], np.ndarray]
 Predict = Callable[[list[tuple[str, str]]], np.ndarray]
