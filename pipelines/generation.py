@@ -98,18 +98,29 @@ def sft_training(
 ) -> None:
     """SFT: prompt/response data → base model → SFTTrainer with the configured method → perplexity, ROUGE/BLEU,
     multiple choice and a few-shot baseline of the untrained model → promotion gate → HTML report."""
-    fingerprints = fingerprint_instructions(data)
-    train, validation, test = load_instructions(data, fingerprints)
-    base_model_dir = prepare_causal_lm(sft.model, train, quantize_4bit=sft.method.name == "qlora",
+    sft_steps(fingerprint_instructions(data), data, sft, evaluation, mc_data, promotion, primary_metric)
+
+
+def sft_steps(fingerprints, data: InstructionDataParams, sft: SftParams, evaluation: GenerationEvalParams,
+              mc_data: MultipleChoiceDataParams | None, promotion: PromotionParams, primary_metric: str,
+              train=train_sft_model, variant: str = ""):
+    """Everything in ``sft_training`` after the fingerprints (``sft_training_multi_gpu`` reuses it).
+
+    ``train(base_model_dir, train, validation, sft, template) -> (model_dir, training_log, training_stats)`` is the
+    training step; the multi-GPU variant (pipelines/multi_gpu.py) passes its staged ``run_with_accelerate`` step and
+    names itself in the report title (``variant``).
+    """
+    train_set, validation, test = load_instructions(data, fingerprints)
+    base_model_dir = prepare_causal_lm(sft.model, train_set, quantize_4bit=sft.method.name == "qlora",
                                        model_fingerprints=role_fingerprints("base_model", sft.model))
-    model_dir, training_log, training_stats = train_sft_model(base_model_dir, train, validation, sft, data.template)
+    model_dir, training_log, _ = train(base_model_dir, train_set, validation, sft, data.template)
     perplexity, _ = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
     metrics, samples, per_example = evaluate_generations(model_dir, test, evaluation, template=data.template)
     mc_train = mc_test = mc_metrics = None
     if mc_data is not None:
         mc_train, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
         mc_metrics = evaluate_multiple_choice(model_dir, mc_test, evaluation)
-    few_shot, few_shot_samples, few_shot_per_example = few_shot_baseline(base_model_dir, train, test, evaluation,
+    few_shot, few_shot_samples, few_shot_per_example = few_shot_baseline(base_model_dir, train_set, test, evaluation,
                                                                          data.template, mc_train, mc_test)
     paired = primary_metric == "test_rougeL"  # the metric the evaluators measure per example
     decision = generation_gate(metrics, fingerprints, promotion, primary_metric, {"base_model": sft.model},
@@ -117,7 +128,7 @@ def sft_training(
                                per_item=per_example if paired else None,
                                baseline_per_item=few_shot_per_example if paired else None)
     build_generation_report(metrics, samples, evaluation, perplexity, mc_metrics, few_shot, few_shot_samples,
-                            training_log, title=f"SFT ({sft.method.name})", promotion_decision=decision)
+                            training_log, title=f"SFT ({sft.method.name}{variant})", promotion_decision=decision)
 
 
 @pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)
