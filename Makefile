@@ -38,7 +38,7 @@ install: $(STAMP)
 
 demo: $(STAMP) .zen
 	$(BIN)/zenml pipeline run pipelines.ranking.cross_encoder_training -c configs/demo/cross_encoder_training.yaml
-	$(BIN)/python -m pipelines.show cross_encoder_training
+	$(BIN)/python -m cli.show cross_encoder_training
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
 # $(call pytest,<python>,<arguments>)
@@ -93,16 +93,16 @@ bench: $(STAMP)
 # Quality on the real data in ../shared/evaldata (hours on 2 cores); results are written up by hand in BENCHMARKS.md.
 bench-quality: $(STAMP) .zen
 	$(BIN)/zenml pipeline run pipelines.generation.causal_lm_training -c configs/causal_lm_training_smollm2.yaml
-	$(BIN)/python -m pipelines.show causal_lm_training
+	$(BIN)/python -m cli.show causal_lm_training
 	$(BIN)/zenml pipeline run pipelines.generation.sft_training -c configs/sft_training_smollm2.yaml
-	$(BIN)/python -m pipelines.show sft_training
+	$(BIN)/python -m cli.show sft_training
 	$(BIN)/python -m bench.real_model_paired
 	$(BIN)/zenml pipeline run pipelines.generation.lm_distillation -c configs/lm_distillation_smollm2.yaml
-	$(BIN)/python -m pipelines.show lm_distillation
+	$(BIN)/python -m cli.show lm_distillation
 	$(BIN)/zenml pipeline run pipelines.generation.dpo_alignment -c configs/dpo_alignment_smollm2.yaml
-	$(BIN)/python -m pipelines.show dpo_alignment
+	$(BIN)/python -m cli.show dpo_alignment
 	$(BIN)/python -m bench.run_seeds pipelines.ranking.cross_encoder_training configs/cross_encoder_training_msmarco.yaml --seeds 42 43 44
-	$(BIN)/python -m pipelines.show cross_encoder_training
+	$(BIN)/python -m cli.show cross_encoder_training
 	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_training -c configs/dual_encoder_training_msmarco.yaml
 	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_distillation -c configs/dual_encoder_distillation_msmarco.yaml
 	$(BIN)/zenml pipeline run pipelines.ranking.cross_encoder_distillation -c configs/cross_encoder_distillation_msmarco.yaml

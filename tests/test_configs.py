@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config_check import run_configs, validate_config
+from cli.config_check import run_configs, validate_config
 
 CONFIGS = run_configs(Path(__file__).parent.parent / "configs")
 
@@ -75,7 +75,7 @@ def test_variant_runs_the_parameters_of_its_real_use_config(path):
     """
     import yaml
 
-    from pipelines.config_check import pipeline_for, pipelines_by_name
+    from cli.config_check import pipeline_for, pipelines_by_name
 
     name = pipeline_for(path, pipelines_by_name()).name
     base_path = ROOT / "configs" / f"{name.removesuffix('_multi_gpu')}.yaml"
@@ -109,7 +109,7 @@ def test_variant_runs_the_parameters_of_its_real_use_config(path):
     ],
 )
 def test_cron_expressions(expression, expected):
-    from pipelines.config_check import cron_problems
+    from cli.config_check import cron_problems
 
     assert cron_problems(expression) == expected
 
@@ -145,7 +145,7 @@ def test_bad_schedules_and_settings_name_the_key(tmp_path, folder, snippet, expe
 
 
 def test_schedule_on_the_local_stack_is_one_line_not_a_traceback(zenml_client, capsys):
-    from pipelines import schedule
+    from cli import schedule
 
     path = ROOT / "configs" / "schedules" / "cross_encoder_training_weekly.yaml"
     assert schedule.main([str(path)]) == 2
@@ -156,7 +156,7 @@ def test_schedule_on_the_local_stack_is_one_line_not_a_traceback(zenml_client, c
 
 
 def test_schedule_entry_point_refuses_configs_without_a_schedule(zenml_client, capsys):
-    from pipelines import schedule
+    from cli import schedule
 
     assert schedule.main([str(ROOT / "configs" / "demo" / "cross_encoder_training.yaml")]) == 1
     assert "schedule: missing" in capsys.readouterr().err
@@ -165,7 +165,7 @@ def test_schedule_entry_point_refuses_configs_without_a_schedule(zenml_client, c
 def test_schedule_blocker_follows_the_orchestrator_capability():
     from types import SimpleNamespace
 
-    from pipelines.schedule import schedule_blocker
+    from cli.schedule import schedule_blocker
 
     def stack(schedulable, flavor):
         orchestrator = SimpleNamespace(config=SimpleNamespace(is_schedulable=schedulable), flavor=flavor, name="o")
@@ -179,7 +179,7 @@ def test_schedule_blocker_follows_the_orchestrator_capability():
 
 
 def test_retraining_schedule_on_the_local_stack_is_one_line_too(zenml_client, capsys):
-    from pipelines import schedule
+    from cli import schedule
 
     assert schedule.main([str(ROOT / "configs" / "schedules" / "retraining_nightly.yaml")]) == 2
     err = capsys.readouterr().err

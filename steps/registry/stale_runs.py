@@ -9,7 +9,7 @@ by someone else has no live owner. Pid files could not tell a dead owner from a 
 
 ``claim_run`` also sweeps: every run of the same pipeline that is still ``running`` / ``initializing`` with a free
 lock is marked failed (its unfinished steps too) and its model version deleted when it has no stage and belongs to
-that run alone. ``python -m pipelines.cleanup`` runs the same sweep over every pipeline. Runs started on another
+that run alone. ``python -m cli.cleanup`` runs the same sweep over every pipeline. Runs started on another
 machine (a remote orchestrator) leave no lock file here and are never touched.
 """
 

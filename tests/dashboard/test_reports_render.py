@@ -24,7 +24,7 @@ def _pipeline_configs() -> dict:
     """One run config per pipeline (the demo one when it exists), by pipeline name."""
     from pathlib import Path
 
-    from pipelines.config_check import pipeline_for, pipelines_by_name, run_configs
+    from cli.config_check import pipeline_for, pipelines_by_name, run_configs
 
     pipelines = pipelines_by_name()
     found: dict = {}
@@ -41,7 +41,7 @@ def test_every_pipeline_has_a_config_and_a_report_step():
     import yaml
     from pydantic import TypeAdapter
 
-    from pipelines.config_check import pipelines_by_name
+    from cli.config_check import pipelines_by_name
 
     configs = _pipeline_configs()
     assert set(configs) == set(pipelines_by_name())

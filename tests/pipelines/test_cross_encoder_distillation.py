@@ -36,7 +36,7 @@ def _common(files):
 
 
 def test_distill_from_a_registered_teacher_by_name_and_stage(tmp_path, zenml_client):
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
     from pipelines.ranking import cross_encoder_distillation, cross_encoder_training
 
     files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)

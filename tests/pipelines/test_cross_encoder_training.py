@@ -55,8 +55,8 @@ def _statuses(client, run_id):
 def test_train_rerun_cached_edit_reingests_and_bad_input_registers_nothing(tmp_path, zenml_client):
     from zenml.enums import ModelStages
 
-    from pipelines.config_check import validate_config
-    from pipelines.show import summary
+    from cli.config_check import validate_config
+    from cli.show import summary
 
     files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)
     model_name = f"reranker_{uuid.uuid4().hex[:8]}"

@@ -33,7 +33,7 @@ def _run(config_path):
 
 
 def test_demo_raises_held_out_preference_accuracy_and_reports_agreement(tmp_path, zenml_client):
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     path, config = _config(tmp_path)
     assert validate_config(path) == []

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_spec_teacher_to_half_depth_student(tmp_path, zenml_client):
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
     from pipelines.ranking import dual_encoder_distillation
 
     files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)

@@ -33,7 +33,7 @@ def _config(tmp_path, files, model_name):
 
 
 def test_dual_encoder_training_registers_dense_and_rerank_metrics(tmp_path, zenml_client):
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
     from pipelines.ranking import dual_encoder_training
 
     files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)

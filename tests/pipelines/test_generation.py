@@ -45,8 +45,8 @@ def _output(run, step, name):
 def test_sft_training_promotes_caches_and_rejects_malformed_data(tmp_path, zenml_client):
     from zenml.enums import ModelStages
 
-    from pipelines.config_check import validate_config
-    from pipelines.show import summary
+    from cli.config_check import validate_config
+    from cli.show import summary
 
     data_file = write_demo_instructions(tmp_path / "data", "alpaca", num_examples=120, seed=2)
     model_name = f"sft_{uuid.uuid4().hex[:8]}"

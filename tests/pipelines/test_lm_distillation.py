@@ -28,7 +28,7 @@ def _run(config_path):
 
 
 def test_demo_distills_a_smaller_student_and_compares_it_with_teacher_and_baseline(tmp_path, zenml_client):
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     path, config = _config(tmp_path)
     assert validate_config(path) == []

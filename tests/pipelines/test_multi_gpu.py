@@ -18,7 +18,7 @@ def _prepared(name: str, config: Path):
 
     from pydantic import TypeAdapter
 
-    from pipelines.config_check import pipelines_by_name
+    from cli.config_check import pipelines_by_name
 
     pipe = pipelines_by_name()[name]
     signature = inspect.signature(pipe.entrypoint)
@@ -39,7 +39,7 @@ def test_variant_has_the_original_steps_with_the_training_step_swapped(original,
 
 
 def test_sft_variant_refuses_qlora_in_its_params_before_anything_runs(tmp_path):
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     config = yaml.safe_load((ROOT / "configs" / "demo" / "sft_training.yaml").read_text())
     config["parameters"]["sft"]["method"] = {"name": "qlora"}

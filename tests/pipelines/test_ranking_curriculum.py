@@ -43,7 +43,7 @@ def _run(config_path):
 def test_curricula_against_standard_then_a_new_pacing_reuses_the_difficulty_scores(tmp_path, zenml_client):
     from zenml.enums import ModelStages
 
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)
     model_name = f"curriculum_{uuid.uuid4().hex[:8]}"

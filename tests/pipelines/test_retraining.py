@@ -54,7 +54,7 @@ def _output(run, step, name):
 def test_retraining_stops_on_unchanged_bytes_and_trains_on_changed_ones(tmp_path, zenml_client):
     from zenml.enums import ModelStages
 
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)
     model_name = f"retrain_{uuid.uuid4().hex[:8]}"

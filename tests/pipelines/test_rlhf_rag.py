@@ -21,7 +21,7 @@ TINY = {"kind": "tiny_gpt2", "hidden_size": 32, "num_layers": 2, "num_heads": 2,
 
 def _run(pipeline_name, tmp_path, config):
     import pipelines.generation as generation
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     path = tmp_path / f"{pipeline_name}.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -1,7 +1,7 @@
 """Bad-input matrix: every malformed file, config or model choice fails with ONE line naming file:line or the key.
 
 Loader cases write a small broken file and call the real reader; config cases mutate a demo config, write it to a
-temp YAML named after its pipeline and run ``pipelines.config_check.validate_config`` (what ``make test`` and the
+temp YAML named after its pipeline and run ``cli.config_check.validate_config`` (what ``make test`` and the
 CLI run before anything trains); model cases build tiny models from config. Pipeline-level cases are in
 ``test_bad_pipeline_runs.py``.
 """
@@ -174,7 +174,7 @@ CONFIG_CASES = [
 @pytest.mark.parametrize(("pipeline", "dotted", "value", "key", "what"), [c[1:] for c in CONFIG_CASES],
                          ids=[c[0] for c in CONFIG_CASES])
 def test_bad_config_gives_one_problem_line_naming_the_key(tmp_path, pipeline, dotted, value, key, what):
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     config = copy.deepcopy(yaml.safe_load(Path(f"configs/demo/{pipeline}.yaml").read_text()))
     _set(config, dotted, value)
@@ -188,7 +188,7 @@ def test_bad_config_gives_one_problem_line_naming_the_key(tmp_path, pipeline, do
 
 
 def test_invalid_yaml_names_file_and_line(tmp_path):
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     path = tmp_path / "sft_training.yaml"
     path.write_text("model:\n  name: x\nparameters:\n  data: [unclosed\n")

@@ -27,7 +27,7 @@ TINY_GPT2 = {"kind": "tiny_gpt2", "hidden_size": 32, "num_layers": 2, "vocab_siz
 def _fail(client, tmp_path, module: str, pipeline: str, parameters: dict, step: str) -> str:
     """Run ``pipeline`` with ``parameters``; assert it failed in ``step`` leaving nothing behind; return the
     last line of that step's traceback."""
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     model_name = f"bad_{pipeline}_{uuid.uuid4().hex[:8]}"
     path = tmp_path / f"{pipeline}.yaml"

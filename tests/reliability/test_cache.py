@@ -317,7 +317,7 @@ def _demo_configs():
 def test_every_step_that_loads_a_model_spec_takes_its_fingerprints(name, parameters):
     from pydantic import TypeAdapter
 
-    from pipelines.config_check import pipelines_by_name
+    from cli.config_check import pipelines_by_name
 
     pipe = pipelines_by_name()[name]
     signature = inspect.signature(pipe.entrypoint)

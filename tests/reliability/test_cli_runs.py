@@ -3,7 +3,7 @@
 - A run config with a misplaced section or a misspelled nested key stops the command before anything runs: exit
   status 2, our one-line message on stderr, no run and no model version in the store.
 - A run killed with SIGKILL (the whole process group, during training) stays ``running`` with an unstaged model
-  version until the next run's first step or ``python -m pipelines.cleanup`` sweeps it: then the run and its
+  version until the next run's first step or ``python -m cli.cleanup`` sweeps it: then the run and its
   unfinished steps are ``failed`` and the version is gone.
 """
 
@@ -115,7 +115,7 @@ def test_a_run_killed_during_training_leaves_no_model_version_after_cleanup(tmp_
     assert version.stage is None
     assert (lock_dir() / f"{killed.id}.lock").exists()
 
-    done = subprocess.run([sys.executable, "-m", "pipelines.cleanup", "cross_encoder_training"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "cli.cleanup", "cross_encoder_training"], cwd=ROOT,
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"marked failed (process died): {killed.name}" in done.stdout

@@ -203,7 +203,7 @@ def test_pickled_weights_are_refused(tmp_path):
 
 
 def _problems(tmp_path, pipeline: str, dotted: str, value) -> list[str]:
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
 
     config = yaml.safe_load(Path(f"configs/demo/{pipeline}.yaml").read_text())
     node = config["parameters"]
@@ -285,7 +285,7 @@ def _texts_of(value) -> str:
 def test_planted_secrets_reach_no_log_metadata_config_or_artifact_file(tmp_path, zenml_client, monkeypatch, caplog,
                                                                        capfd):
     """A hub token in the environment and an endpoint key in a ZenML secret, through a whole rag_intent run."""
-    from pipelines.config_check import validate_config
+    from cli.config_check import validate_config
     from pipelines.generation import rag_intent
 
     hub_token, api_key = f"hf_{uuid.uuid4().hex}", f"sk-{uuid.uuid4().hex}"

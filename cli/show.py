@@ -1,4 +1,4 @@
-"""Print the key results of a pipeline's latest run: ``python -m pipelines.show <pipeline name>``.
+"""Print the key results of a pipeline's latest run: ``python -m cli.show <pipeline name>``.
 
 Ranking runs (a ``metrics`` artifact with p-values) print baseline vs candidate with the paired test; other runs
 print every ``*metrics`` artifact of the run as name/value lines. Both end with the promotion decision, if the

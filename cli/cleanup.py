@@ -3,7 +3,7 @@
 A run killed with SIGKILL never runs its failure hook; the next run of the same pipeline sweeps it up at its first
 step (see ``steps/registry/stale_runs.py``). This command does the same sweep at once, for every pipeline or one.
 
-Usage: ``python -m pipelines.cleanup [pipeline_name]``
+Usage: ``python -m cli.cleanup [pipeline_name]``
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ local stack ``zenml pipeline run ... -c configs/schedules/<x>.yaml`` ends in a t
 (``ValueError: Stack default does not support scheduling``), after it has already registered the pipeline. This
 entry point checks the config and the active orchestrator first:
 
-    python -m pipelines.schedule configs/schedules/retraining_nightly.yaml
+    python -m cli.schedule configs/schedules/retraining_nightly.yaml
 
 Dynamic pipelines (``retraining``) are stricter: in ZenML 0.98 only the Kubernetes orchestrator turns their schedule
 into a CronJob; Vertex, SageMaker, AzureML, SSH and Modal refuse a scheduled dynamic pipeline, and Airflow,
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.config_check import pipeline_for, pipelines_by_name, validate_config
+from cli.config_check import pipeline_for, pipelines_by_name, validate_config
 
 SCHEDULABLE_HINT = ("attach a schedulable orchestrator (kubernetes, airflow, vertex, sagemaker, azureml, kubeflow, "
                     "databricks, hyperai) or use the crontab / systemd timer in README 'Scheduling'")
@@ -71,7 +71,7 @@ def register_schedule(path: str | Path) -> tuple[int, str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m pipelines.schedule configs/schedules/<pipeline>_<when>.yaml", file=sys.stderr)
+        print("usage: python -m cli.schedule configs/schedules/<pipeline>_<when>.yaml", file=sys.stderr)
         return 1
     status, message = register_schedule(argv[0])
     print(message, file=sys.stderr if status else sys.stdout)

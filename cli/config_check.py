@@ -3,7 +3,7 @@
 ZenML ignores unknown top-level keys of a run config, and only checks parameters when a run starts; this
 checks every key up front and reports one line per problem: ``<file>: <key path>: <message>``.
 
-Usage: ``python -m pipelines.config_check configs/demo/cross_encoder_training.yaml [...]``
+Usage: ``python -m cli.config_check configs/demo/cross_encoder_training.yaml [...]``
 
 Every YAML file under configs/ is a run config of the pipeline its file stem names (``<pipeline>.yaml`` or
 ``<pipeline>_<variant>.yaml``): configs/schedules/ (``retraining_nightly.yaml``: a ``schedule:`` with a checked cron
