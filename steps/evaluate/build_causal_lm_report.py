@@ -3,8 +3,8 @@ from typing import Annotated
 from zenml import step
 from zenml.types import HTMLString
 
-from finetune.generation.reports import causal_lm_report
-from finetune.reports import with_promotion
+from finetune.reports.common import with_promotion
+from finetune.reports.training import causal_lm_report
 
 
 @step

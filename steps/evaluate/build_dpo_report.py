@@ -3,8 +3,8 @@ from typing import Annotated
 from zenml import step
 from zenml.types import HTMLString
 
-from finetune.generation.preference_report import dpo_report
-from finetune.reports import with_promotion
+from finetune.reports.common import with_promotion
+from finetune.reports.preference import dpo_report
 
 
 @step

@@ -4,9 +4,9 @@ import pandas as pd
 from zenml import step
 from zenml.types import HTMLString
 
-from finetune.generation.eval_report import generation_report
 from finetune.params import GenerationEvalParams
-from finetune.reports import with_promotion
+from finetune.reports.common import with_promotion
+from finetune.reports.generation import generation_report
 
 
 @step

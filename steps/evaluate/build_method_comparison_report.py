@@ -4,8 +4,8 @@ import pandas as pd
 from zenml import step
 from zenml.types import HTMLString
 
-from finetune.generation.reports import method_comparison_report
-from finetune.reports import with_promotion
+from finetune.reports.common import with_promotion
+from finetune.reports.training import method_comparison_report
 from steps.metadata import record
 
 

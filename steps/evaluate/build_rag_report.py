@@ -4,8 +4,8 @@ import pandas as pd
 from zenml import step
 from zenml.types import HTMLString
 
-from finetune.generation.rlhf_rag_reports import rag_report
-from finetune.reports import with_promotion
+from finetune.reports.common import with_promotion
+from finetune.reports.rlhf_rag import rag_report
 
 
 @step

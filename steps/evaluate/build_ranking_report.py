@@ -5,7 +5,7 @@ from zenml.types import HTMLString
 
 from finetune.params import RankingEvalParams
 from finetune.ranking.metrics import RunComparison
-from finetune.reports import ranking_report
+from finetune.reports.ranking import ranking_report
 
 
 @step

@@ -3,8 +3,8 @@ from typing import Annotated
 from zenml import step
 from zenml.types import HTMLString
 
-from finetune.generation.rlhf_rag_reports import rlhf_report
-from finetune.reports import with_promotion
+from finetune.reports.common import with_promotion
+from finetune.reports.rlhf_rag import rlhf_report
 
 
 @step

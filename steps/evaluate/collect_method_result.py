@@ -3,7 +3,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import step
 
-from finetune.generation.reports import method_row
+from finetune.reports.training import method_row
 
 
 @step

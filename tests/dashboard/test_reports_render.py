@@ -63,11 +63,11 @@ def _log(*keys: str) -> list[dict]:
 
 
 def _builders():
-    from finetune.generation.distillation_report import distillation_report
-    from finetune.generation.eval_report import generation_report
-    from finetune.generation.preference_report import dpo_report
-    from finetune.generation.reports import causal_lm_report, method_comparison_report
-    from finetune.generation.rlhf_rag_reports import rag_report, rlhf_report
+    from finetune.reports.distillation import distillation_report
+    from finetune.reports.generation import generation_report
+    from finetune.reports.preference import dpo_report
+    from finetune.reports.rlhf_rag import rag_report, rlhf_report
+    from finetune.reports.training import causal_lm_report, method_comparison_report
 
     metrics = {"test_rougeL": 0.4, "test_bleu": 12.5}
     return {
@@ -88,7 +88,7 @@ def _builders():
 
 @pytest.mark.parametrize("pipeline", sorted(_builders()))
 def test_generation_family_reports_embed_decodable_plots(pipeline):
-    """The ranking reports are checked the same way in tests/finetune/test_reports.py (PNG signatures)."""
+    """The ranking reports are checked the same way in tests/finetune/reports/test_common.py (PNG signatures)."""
     page = _builders()[pipeline]()
     assert page.startswith("<!DOCTYPE html>")
     images = _decoded_images(page)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from finetune.generation.preference import SYSTEMS, agreement_curves
-from finetune.reports import html_table, image_tag, plot_curves, render_report
+from finetune.reports.common import html_table, image_tag, plot_curves, render_report
 
 LABELS = {"preference": "DPO policy (implicit reward)", "reference_logprob": "reference log-prob",
           "reference_logprob_per_token": "reference log-prob per token", "longer_answer": "longer answer"}

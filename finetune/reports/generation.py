@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from finetune.reports import figure_to_data_uri, html_table, plot_loss_curve, render_report
+from finetune.reports.common import figure_to_data_uri, html_table, plot_loss_curve, render_report
 
 FEW_SHOT_PREFIX = "few_shot_"
 

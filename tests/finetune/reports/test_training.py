@@ -1,6 +1,6 @@
 import pytest
 
-from finetune.generation.reports import causal_lm_report, method_comparison_report, method_row
+from finetune.reports.training import causal_lm_report, method_comparison_report, method_row
 
 
 def test_method_row_merges_stats_and_metrics():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from finetune.reports import html_table, image_tag, plot_curves, render_report
+from finetune.reports.common import html_table, image_tag, plot_curves, render_report
 
 TRAINING_KEYS = ("alpha", "temperature", "steps", "train_seconds", "tokens_per_second", "validation_loss",
                  "validation_perplexity", "trainable_parameters")

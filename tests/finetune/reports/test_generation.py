@@ -2,7 +2,7 @@
 
 import pytest
 
-from finetune.generation.eval_report import comparison_rows, few_shot_headline, generation_report
+from finetune.reports.generation import comparison_rows, few_shot_headline, generation_report
 
 METRICS = {"test_perplexity": 14.0, "test_rougeL": 0.5, "test_bleu": 20.0, "test_mc_accuracy_norm": 0.4}
 FEW_SHOT = {"few_shot_test_rougeL": 0.3, "few_shot_test_bleu": 12.5, "few_shot_test_mc_accuracy_norm": 0.45}

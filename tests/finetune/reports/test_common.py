@@ -6,7 +6,8 @@ import re
 import pytest
 
 from finetune.ranking.metrics import RunComparison
-from finetune.reports import html_table, plot_metric_bars, ranking_report, render_report, win_tie_loss
+from finetune.reports.common import html_table, plot_metric_bars, render_report, win_tie_loss
+from finetune.reports.ranking import ranking_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert(1)</script>"

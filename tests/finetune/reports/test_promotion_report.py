@@ -1,6 +1,6 @@
 import pytest
 
-from finetune.reports import render_report, with_promotion
+from finetune.reports.common import render_report, with_promotion
 
 
 def test_promotion_section_goes_at_the_end_of_the_body_with_its_numbers():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from finetune.reports import html_table, image_tag, plot_curves, plot_metric_bars, render_report
+from finetune.reports.common import html_table, image_tag, plot_curves, plot_metric_bars, render_report
 
 
 def rlhf_report(reward_model_metrics: Mapping[str, float], before: Mapping[str, float], after: Mapping[str, float],

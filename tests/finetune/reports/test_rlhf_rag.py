@@ -1,6 +1,6 @@
 """HTML reports of rlhf_training and rag_intent."""
 
-from finetune.generation.rlhf_rag_reports import rag_report, rlhf_report
+from finetune.reports.rlhf_rag import rag_report, rlhf_report
 
 
 def test_rlhf_report_tables_and_plots():

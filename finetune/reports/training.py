@@ -1,6 +1,6 @@
 """HTML reports of the generation training pipelines: the method comparison and continued pre-training.
 
-Built from ``finetune.reports`` (tables, PNG plots as data URIs, one self-contained page); no scripts.
+Built from ``finetune.reports.common`` (tables, PNG plots as data URIs, one self-contained page); no scripts.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from finetune.reports import (
+from finetune.reports.common import (
     escape_mathtext,
     figure_to_data_uri,
     html_table,

@@ -3,7 +3,7 @@
 import pytest
 
 from finetune.ranking.metrics import compare_runs
-from finetune.reports import curriculum_report
+from finetune.reports.ranking import curriculum_report
 
 
 @pytest.fixture
