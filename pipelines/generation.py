@@ -52,11 +52,11 @@ from steps.evaluate.evaluate_preference_pairs import evaluate_preference_pairs
 from steps.evaluate.few_shot_baseline import few_shot_baseline
 from steps.evaluate.generate_intents import generate_intents
 from steps.registry.hooks import discard_model_version_on_failure
-from steps.registry.prepare_retriever import prepare_retriever
 from steps.registry.promote_model import promote_model
 from steps.registry.select_best_method import select_best_method
 from steps.train.distill_causal_lm_model import distill_causal_lm_model
 from steps.train.prepare_causal_lm import prepare_causal_lm
+from steps.train.prepare_retriever import prepare_retriever
 from steps.train.train_causal_lm_model import train_causal_lm_model
 from steps.train.train_dpo_model import train_dpo_model
 from steps.train.train_intent_generator import train_intent_generator

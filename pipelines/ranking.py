@@ -41,12 +41,12 @@ from steps.evaluate.rerank_candidates import rerank_candidates
 from steps.evaluate.rerank_starting_point import rerank_starting_point
 from steps.registry.fingerprint_models import fingerprint_models
 from steps.registry.hooks import discard_model_version_on_failure
-from steps.registry.load_teacher_model import load_teacher_model
 from steps.registry.promote_model import promote_model
 from steps.registry.record_teacher import record_teacher
 from steps.registry.select_best_model import select_best_model
 from steps.train.distill_cross_encoder import distill_cross_encoder
 from steps.train.distill_dual_encoder import distill_dual_encoder
+from steps.train.load_teacher_model import load_teacher_model
 from steps.train.train_cross_encoder import train_cross_encoder
 from steps.train.train_cross_encoder_curriculum import train_cross_encoder_curriculum
 from steps.train.train_dual_encoder import train_dual_encoder

@@ -31,8 +31,9 @@ from finetune.training import checkpoint_plan, seed_before_building, train_and_s
 ARCHITECTURES = ("cross_encoder", "dual_encoder")
 
 
-def save_teacher(spec, architecture: str, target: str | Path, texts: list[str]) -> tuple[Path, str, int]:
-    """Load a teacher from a model spec and save it as a self-contained directory (hub ids become files).
+def save_encoder(spec, architecture: str, target: str | Path, texts: list[str]) -> tuple[Path, str, int]:
+    """Load a cross- or dual encoder from a model spec (a distillation teacher, the RAG retriever) and save it as a
+    self-contained directory (hub ids become files).
 
     Returns:
         (directory, one-line description, parameter count).

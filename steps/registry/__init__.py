@@ -1,1 +1,1 @@
-"""Steps: registry."""
+"""Steps: the model registry (fingerprints of model specs, teachers recorded, promotion, method selection, failure hook)."""

@@ -104,10 +104,10 @@ def causal_lm(root: Path, out: Path) -> tuple[Path, int]:
 def cross_encoder_student(root: Path, out: Path) -> tuple[Path, int]:
     """Every other layer of a saved tiny cross-encoder teacher, learning its margins (teacher scores made up)."""
     from finetune.params import CrossEncoderDistillationParams, TinyBertModel, TrainingParams
-    from finetune.ranking.distillation import save_teacher, train_cross_encoder_student
+    from finetune.ranking.distillation import save_encoder, train_cross_encoder_student
 
     pairs = _pairs()
-    teacher, _, _ = save_teacher(TinyBertModel(vocab_size=200, num_layers=4), "cross_encoder", out / "teacher",
+    teacher, _, _ = save_encoder(TinyBertModel(vocab_size=200, num_layers=4), "cross_encoder", out / "teacher",
                                  pairs["query"].tolist() + pairs["passage"].tolist())
     scored = pairs.assign(teacher_score=[3.0 if r == "positive" else float(i % 3) for i, r in enumerate(pairs["role"])])
     params = CrossEncoderDistillationParams(training=TrainingParams(

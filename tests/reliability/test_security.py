@@ -109,7 +109,7 @@ def test_sentence_transformers_loads_get_the_specs_flag_and_safetensors(tmp_path
     """The teacher load of the distillation pipelines passes the spec's flag (spied on the real classes)."""
     import sentence_transformers
 
-    from finetune.ranking.distillation import save_teacher
+    from finetune.ranking.distillation import save_encoder
 
     name = "CrossEncoder" if architecture == "cross_encoder" else "SentenceTransformer"
     real, seen = getattr(sentence_transformers, name), []
@@ -124,7 +124,7 @@ def test_sentence_transformers_loads_get_the_specs_flag_and_safetensors(tmp_path
     for trusted in (False, True):
         with caplog.at_level(logging.WARNING, logger="finetune.models.sources"):
             spec = LocalModel(path=base, trust_remote_code=trusted)
-            save_teacher(spec, architecture, tmp_path / f"teacher_{trusted}", TEXTS)
+            save_encoder(spec, architecture, tmp_path / f"teacher_{trusted}", TEXTS)
         assert seen[-1]["trust_remote_code"] is trusted and seen[-1]["model_kwargs"] == {"use_safetensors": True}
         assert ("trust_remote_code is on" in caplog.text) is trusted
 

@@ -23,8 +23,8 @@ from steps.data.retrieve_first_stage import retrieve_first_stage
 from steps.data.score_teacher import score_teacher
 from steps.evaluate.compare_teacher_student import compare_teacher_student
 from steps.evaluate.evaluate_dual_encoder import evaluate_dual_encoder
-from steps.registry.load_teacher_model import load_teacher_model
 from steps.train.distill_cross_encoder import distill_cross_encoder
+from steps.train.load_teacher_model import load_teacher_model
 from steps.train.train_dual_encoder import train_dual_encoder
 
 FAST = TrainingParams(max_steps=3, per_device_batch_size=4, learning_rate=1e-3, max_length=48, logging_steps=1,

@@ -159,9 +159,9 @@ def test_http_generator_without_a_key_sends_no_authorization(stub_server):
 def test_dual_encoder_retrieval_with_the_packaged_minilm(toy_ranking, tmp_path):
     """all-MiniLM-L6-v2 puts each "capital of X" passage first, above "the capital of a company is its money"."""
     from finetune.params import PackagedModel
-    from finetune.ranking.distillation import save_teacher
+    from finetune.ranking.distillation import save_encoder
 
-    model_dir, _, _ = save_teacher(PackagedModel(), "dual_encoder", tmp_path / "retriever", [])
+    model_dir, _, _ = save_encoder(PackagedModel(), "dual_encoder", tmp_path / "retriever", [])
     params = RagRetrieverParams(kind="dual_encoder", model=PackagedModel(), k=3)
     retrieved = retrieve(toy_ranking.corpus, toy_ranking.queries, params, model_dir)
     assert [retrieved[q][0] for q in ("1", "2", "3", "4")] == ["10", "12", "14", "16"]

@@ -46,14 +46,14 @@ def dual_teacher(tmp_path_factory):
     """A saved tiny bi-encoder (4 layers, cosine) used as a teacher."""
     root = tmp_path_factory.mktemp("dual_teacher")
     spec = TinyBertModel(vocab_size=150, num_layers=4)
-    path, _, _ = dist.save_teacher(spec, "dual_encoder", root / "model", _texts())
+    path, _, _ = dist.save_encoder(spec, "dual_encoder", root / "model", _texts())
     return path
 
 
 @pytest.fixture(scope="module")
 def cross_teacher(tmp_path_factory):
     root = tmp_path_factory.mktemp("cross_teacher")
-    path, description, parameters = dist.save_teacher(TinyBertModel(vocab_size=150, num_layers=4), "cross_encoder",
+    path, description, parameters = dist.save_encoder(TinyBertModel(vocab_size=150, num_layers=4), "cross_encoder",
                                                       root / "model", _texts())
     assert description.startswith("cross_encoder tiny_bert") and parameters > 0
     return path

@@ -10,7 +10,7 @@ import pytest
 import steps.evaluate.rerank_starting_point as module
 from finetune.data.types import TrecRun
 from finetune.params import RankingEvalParams, TinyBertModel
-from finetune.ranking.distillation import save_teacher
+from finetune.ranking.distillation import save_encoder
 from steps.evaluate.rerank_starting_point import rerank_starting_point
 
 EVALUATION = RankingEvalParams(rerank_depth=2, batch_size=4, metrics=("ndcg@10",))
@@ -45,7 +45,7 @@ def test_a_bi_encoder_reranks_by_cosine_similarity(toy_ranking, tmp_path, monkey
     recorded = []
     monkeypatch.setattr(module, "record", recorded.append)
     texts = list(toy_ranking.queries.values()) + list(toy_ranking.corpus.values())
-    path, _, _ = save_teacher(TinyBertModel(vocab_size=100, hidden_size=16), "dual_encoder", tmp_path / "bi", texts)
+    path, _, _ = save_encoder(TinyBertModel(vocab_size=100, hidden_size=16), "dual_encoder", tmp_path / "bi", texts)
     pairs, first_stage = _inputs(toy_ranking)
     run, _ = rerank_starting_point.entrypoint({"kind": "local", "path": str(path)}, pairs, toy_ranking, first_stage,
                                               EVALUATION, 32)

@@ -7,7 +7,7 @@ import steps.train.distill_dual_encoder as module
 from finetune.models.directory import ModelDirectory
 from finetune.params import DualEncoderDistillationParams, MiningParams, TinyBertModel, TrainingParams
 from finetune.ranking.cross_encoder import mine_hard_negatives
-from finetune.ranking.distillation import save_teacher
+from finetune.ranking.distillation import save_encoder
 from steps.train.distill_dual_encoder import distill_dual_encoder
 
 ORDER = ["20", "21", "10", "12", "14", "16", "11", "13", "15", "17", "18", "19"]
@@ -22,7 +22,7 @@ def scored(toy_ranking, tmp_path):
     pairs = mine_hard_negatives(toy_ranking, run, MiningParams(negatives_per_positive=2, positive_min_grade=2))
     pairs = pairs.assign(teacher_score=(pairs["role"] == "positive").astype(float) * 5.0)
     texts = list(toy_ranking.queries.values()) + list(toy_ranking.corpus.values())
-    path, description, parameters = save_teacher(TinyBertModel(vocab_size=100, hidden_size=16, num_layers=4),
+    path, description, parameters = save_encoder(TinyBertModel(vocab_size=100, hidden_size=16, num_layers=4),
                                                  "dual_encoder", tmp_path / "teacher", texts)
     return pairs, ModelDirectory(path, "dual_encoder", description, parameters)
 

@@ -8,7 +8,7 @@ from zenml.enums import ArtifactType
 
 from finetune.models.directory import ModelDirectory
 from finetune.params import RegisteredModel, TeacherParams
-from finetune.ranking.distillation import save_teacher
+from finetune.ranking.distillation import save_encoder
 from steps.metadata import record
 
 
@@ -27,6 +27,6 @@ def load_teacher_model(
         raise ValueError("teacher.model: a registered teacher is loaded by the pipeline, not by this step")
     texts = train_pairs["query"].drop_duplicates().tolist() + train_pairs["passage"].drop_duplicates().tolist()
     workdir = Path(tempfile.mkdtemp(prefix="teacher_"))
-    path, description, parameters = save_teacher(teacher.model, teacher.architecture, workdir / "model", texts)
+    path, description, parameters = save_encoder(teacher.model, teacher.architecture, workdir / "model", texts)
     record({"teacher": description, "num_parameters": parameters})
     return ModelDirectory(path, teacher.architecture, description, parameters)

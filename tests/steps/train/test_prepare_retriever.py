@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-import steps.registry.prepare_retriever as module
+import steps.train.prepare_retriever as module
 from finetune.params import RagRetrieverParams
-from steps.registry.prepare_retriever import prepare_retriever
+from steps.train.prepare_retriever import prepare_retriever
 
 CORPUS = pd.DataFrame({"pid": ["10", "11"], "passage": ["paris is the capital city of france",
                                                         "france exports wine and cheese"]})

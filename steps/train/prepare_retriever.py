@@ -8,7 +8,7 @@ from zenml.enums import ArtifactType
 
 from finetune.models.directory import ModelDirectory
 from finetune.params import RagRetrieverParams, RegisteredModel
-from finetune.ranking.distillation import save_teacher
+from finetune.ranking.distillation import save_encoder
 from steps.metadata import record
 
 
@@ -26,6 +26,6 @@ def prepare_retriever(
         raise ValueError("retriever.model: this step materialises a model spec, not a registered version")
     texts = train_queries["query"].tolist() + corpus["passage"].tolist()
     target = Path(tempfile.mkdtemp(prefix="retriever_")) / "model"
-    path, description, parameters = save_teacher(retriever.model, "dual_encoder", target, texts)
+    path, description, parameters = save_encoder(retriever.model, "dual_encoder", target, texts)
     record({"retriever": description, "num_parameters": parameters})
     return ModelDirectory(path, "dual_encoder", description, parameters)
