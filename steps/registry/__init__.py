@@ -1,1 +1,1 @@
-"""Steps: the model registry (fingerprints of model specs, teachers recorded, promotion, method selection, failure hook)."""
+"""Steps: the model registry (model fingerprints, recorded teachers, promotion, method selection, hooks)."""
