@@ -13,7 +13,8 @@ into a CronJob; Vertex, SageMaker, AzureML, SSH and Modal refuse a scheduled dyn
 Kubeflow, Databricks and HyperAI do not run dynamic pipelines at all.
 
 Exit status: 0 when the schedule was registered, 1 when the config is invalid, 2 when the active stack cannot
-schedule it (the message names the stack, its orchestrator flavor and the alternatives in README "Scheduling").
+schedule it (the message names the stack, its orchestrator flavor and the alternatives in
+docs/stacks_and_scheduling.md).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import yaml
 from cli.config_check import pipeline_for, pipelines_by_name, validate_config
 
 SCHEDULABLE_HINT = ("attach a schedulable orchestrator (kubernetes, airflow, vertex, sagemaker, azureml, kubeflow, "
-                    "databricks, hyperai) or use the crontab / systemd timer in README 'Scheduling'")
+                    "databricks, hyperai) or use the crontab / systemd timer in docs/stacks_and_scheduling.md")
 DYNAMIC_SCHEDULE_FLAVORS = ("kubernetes",)
 
 
@@ -43,7 +44,7 @@ def schedule_blocker(stack, dynamic: bool = False) -> str | None:
         return f"{where}, which cannot run schedules: {SCHEDULABLE_HINT}"
     if dynamic and orchestrator.flavor not in DYNAMIC_SCHEDULE_FLAVORS:
         return (f"{where}, which cannot schedule a dynamic pipeline in ZenML 0.98 (the kubernetes orchestrator can, "
-                "as a CronJob): use a kubernetes stack or the crontab / systemd timer in README 'Scheduling'")
+                "as a CronJob): use a kubernetes stack or the crontab / systemd timer in docs/stacks_and_scheduling.md")
     return None
 
 
