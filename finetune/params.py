@@ -897,6 +897,14 @@ class GenerationTrainingParams(TrainingParams):
 
     Validation runs every ``eval_steps`` optimizer steps; with ``early_stopping_patience`` set, training stops after
     that many validations without improvement, and the best checkpoint (lowest validation loss) is restored.
+
+    ``chunked_loss_tokens`` (continued pre-training, and an LM distillation's ``teacher_training``) computes the
+    loss ``chunked_loss_tokens`` positions at a time from the decoder's hidden states, so the ``batch × block ×
+    vocab`` fp32 logits never exist whole (``finetune.generation.chunked_loss``): the same loss and gradients, about
+    4 × chunk × vocab × 4 B of logits instead of ~3 × batch × block × vocab × 4 B (8 × 1024 tokens at Qwen's 151,936
+    vocabulary: 5 GB per copy), for one more LM-head matmul per chunk. None: the model's own loss. Refused where the
+    trainer already avoids full logits (SFT, DPO: TRL's fused LM head), needs them (the distilled student's KL), or
+    where a prompt-learning method adds virtual tokens in the PEFT wrapper.
     """
 
     eval_steps: int = Field(50, ge=1)
@@ -905,6 +913,10 @@ class GenerationTrainingParams(TrainingParams):
     early_stopping_threshold: float = Field(0.0, ge=0.0)
     load_best_model_at_end: bool = True
     gradient_checkpointing: bool = False  # recompute activations in backward: ~30% slower, far less memory
+    chunked_loss_tokens: int | None = Field(None, ge=1)
+
+
+PROMPT_LEARNING = ("prefix_tuning", "prompt_tuning", "p_tuning", "multitask_prompt_tuning")
 
 
 def _check_method_and_training(method, training: GenerationTrainingParams) -> None:
@@ -912,11 +924,23 @@ def _check_method_and_training(method, training: GenerationTrainingParams) -> No
     # tuning puts its prefixes.
     if method.name == "prefix_tuning" and training.gradient_checkpointing:
         raise ValueError("method prefix_tuning cannot train with training.gradient_checkpointing: true")
+    # The chunked loss runs the model's body directly; the virtual tokens are added by the PEFT wrapper's forward.
+    if method.name in PROMPT_LEARNING and training.chunked_loss_tokens is not None:
+        raise ValueError(f"method {method.name} adds virtual tokens in the PEFT wrapper, which "
+                         "training.chunked_loss_tokens bypasses; leave chunked_loss_tokens unset")
+
+
+def _no_chunked_loss(training: GenerationTrainingParams, why: str) -> None:
+    if training.chunked_loss_tokens is not None:
+        raise ValueError(f"training.chunked_loss_tokens: {why}; leave it unset")
+
+
+_FUSED_SFT = "TRL's SFTTrainer already computes the SFT loss without full logits (its fused LM head)"
 
 
 def _check_padding_free(method, padding_free: bool) -> None:
     # Prompt-learning methods prepend their virtual tokens to every row; a padding-free row holds many examples.
-    if padding_free and method.name in ("prefix_tuning", "prompt_tuning", "p_tuning", "multitask_prompt_tuning"):
+    if padding_free and method.name in PROMPT_LEARNING:
         raise ValueError(f"padding_free: method {method.name} prepends virtual tokens to each row, so examples "
                          "cannot share a row; set padding_free: false")
 
@@ -943,6 +967,7 @@ class SftParams(Params):
     def _compatible(self) -> SftParams:
         _check_method_and_training(self.method, self.training)
         _check_padding_free(self.method, self.padding_free)
+        _no_chunked_loss(self.training, _FUSED_SFT)
         return self
 
 
@@ -990,6 +1015,7 @@ class MethodComparisonParams(Params):
         for method in self.methods:
             _check_method_and_training(method, self.training)
             _check_padding_free(method, self.padding_free)
+        _no_chunked_loss(self.training, _FUSED_SFT)
         return self
 
     def sft_params(self, method) -> SftParams:
@@ -1375,6 +1401,7 @@ class LmDistillationParams(Params):
     @model_validator(mode="after")
     def _compatible(self) -> LmDistillationParams:
         _check_method_and_training(self.method, self.training)
+        _no_chunked_loss(self.training, "the student's KL term needs its full logits (teacher_training may chunk)")
         if self.cache_top_k and self.top_k is None:
             raise ValueError("cache_top_k needs top_k (how many teacher logits to keep per position)")
         if self.keep_layers is not None and (list(self.keep_layers) != sorted(set(self.keep_layers))
@@ -1480,6 +1507,8 @@ class DpoParams(Params):
 
     @model_validator(mode="after")
     def _compatible(self) -> DpoParams:
+        _no_chunked_loss(self.training, "TRL's DPOTrainer already computes log-probabilities without full logits "
+                                        "(its fused LM head)")
         if self.method.name not in ("full", "lora", "qlora"):
             raise ValueError(f"method: dpo_alignment trains with full, lora or qlora, not {self.method.name}")
         if self.reference == "adapter_disabled" and self.method.name == "full":

@@ -20,6 +20,7 @@ import pandas as pd
 
 from finetune.data.instructions import render_frame
 from finetune.device import Placement, require_cuda, resolve_placement
+from finetune.generation.chunked_loss import with_chunked_loss
 from finetune.generation.methods import prepare_model, trainable_parameters
 from finetune.generation.throughput import batching_options, check_completions_left, tokenize_examples
 from finetune.models.causal import load_pretrained_causal_lm, resolve_causal_model, save_causal_lm
@@ -286,6 +287,10 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
               output_dir: str | Path) -> TrainingSetup:
     """Build TRL's ``SFTTrainer`` on rendered prompt/completion pairs (not yet trained).
 
+    ``SFTTrainer`` (TRL 1.16) already computes its loss without full logits: its fused LM head projects tiles of
+    4,096 tokens × 32,768 vocabulary columns and logs entropy and token accuracy from the same tiles, which is why
+    ``training.chunked_loss_tokens`` is refused here.
+
     Args:
         train: Example table (``finetune.data.instructions.EXAMPLE_COLUMNS``).
         validation: Example table for validation (may be empty: no validation, no best-checkpoint selection).
@@ -357,6 +362,9 @@ def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: Causa
                     checkpoint_inputs: tuple = ()) -> TrainingSetup:
     """Build transformers' ``Trainer`` on documents packed into ``block_size`` blocks (not yet trained).
 
+    With ``training.chunked_loss_tokens`` the trainer computes the loss in chunks of positions, never holding the
+    full logits (``finetune.generation.chunked_loss``); the model is first checked to give the same loss both ways.
+
     Args:
         train: Documents (``text`` column).
         validation: Documents for validation loss (may be empty).
@@ -395,11 +403,13 @@ def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: Causa
     plan = checkpoint_plan(checkpoint_name, training.checkpoints, params, train, validation, *checkpoint_inputs)
     args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation,
                                  checkpoints=plan)
-    trainer = Trainer(
+    # With chunked_loss_tokens the loss is computed from the hidden states in chunks (no full logits); None: the
+    # model's own loss.
+    trainer = with_chunked_loss(Trainer)(
         model=prepared.model, args=args, train_dataset=datasets["train"], eval_dataset=datasets.get("validation"),
         data_collator=default_data_collator, processing_class=tokenizer,
         callbacks=prepared.callbacks + early_stopping_callbacks(training, has_validation) + plan.callbacks(),
-        optimizers=(prepared.optimizer, None),
+        optimizers=(prepared.optimizer, None), chunked_loss_tokens=training.chunked_loss_tokens,
     )
     return TrainingSetup(trainer, prepared, placement, tokenizer, resolved, params, out, has_validation, tokenization,
                          plan)
