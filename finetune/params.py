@@ -900,8 +900,8 @@ class GenerationTrainingParams(TrainingParams):
 
     ``chunked_loss_tokens`` (continued pre-training, and an LM distillation's ``teacher_training``) computes the
     loss ``chunked_loss_tokens`` positions at a time from the decoder's hidden states, so the ``batch × block ×
-    vocab`` fp32 logits never exist whole (``finetune.generation.chunked_loss``): the same loss and gradients, about
-    4 × chunk × vocab × 4 B of logits instead of ~3 × batch × block × vocab × 4 B (8 × 1024 tokens at Qwen's 151,936
+    vocab`` fp32 logits never exist whole (``finetune.generation.chunked_loss``): the same loss and gradients, a few
+    ``chunk × vocab`` fp32 tiles instead of the full logits and their gradient (8 × 1024 tokens at Qwen's 151,936
     vocabulary: 5 GB per copy), for one more LM-head matmul per chunk. None: the model's own loss. Refused where the
     trainer already avoids full logits (SFT, DPO: TRL's fused LM head), needs them (the distilled student's KL), or
     where a prompt-learning method adds virtual tokens in the PEFT wrapper.

@@ -5,9 +5,9 @@ the cross-entropy: at a 151,936-token vocabulary, 8 × 1024 tokens are 8,192 × 
 held with the log-softmax and its gradient of the same size. :func:`chunked_causal_lm_loss` projects
 ``chunk_tokens`` positions at a time (fp32 logits, as the model's loss upcasts them) and keeps only each chunk's
 summed loss; every chunk is checkpointed (``torch.utils.checkpoint``, non-reentrant), so backward recomputes one
-chunk's logits at a time. Its extra memory is about four fp32 tiles of ``chunk_tokens × vocab`` (logits,
-log-softmax and their gradients while one chunk is differentiated): 4 × 1,024 × 151,936 × 4 B = 2.5 GB at 1,024
-tokens, 0.6 GB at 256. The price is one more LM-head matmul per chunk in backward.
+chunk's logits at a time. What the loss holds at once is then a few fp32 tiles of ``chunk_tokens × vocab`` (logits,
+log-softmax and their gradients while one chunk is differentiated; one tile is 1,024 × 151,936 × 4 B = 0.6 GB)
+instead of the whole batch's. The price is one more LM-head matmul per chunk in backward.
 
 :class:`ChunkedLossTrainerMixin` puts it into a transformers ``Trainer``: ``compute_loss`` runs the model's body
 (``model.base_model``: ``model`` for Llama / Qwen2, ``transformer`` for GPT-2; inside a LoRA/AdaLoRA PEFT wrapper the
