@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark of issue 20 in one run (≤ ~8 minutes on one H100/H200), for a bare CUDA machine
+# Every GPU check and benchmark of issue 20 in one run (≤ ~8½ minutes on one H100/H200), for a bare CUDA machine
 # with torch and this project installed (`pip install -e '.[dev,gpu]'` over your CUDA torch).
 #
 #   bash bench/gpu_suite.sh            # from the repository root; PYTHON=... picks the interpreter
@@ -7,7 +7,8 @@
 # Steps (each under its own time limit; a failed step is reported and the others still run):
 #   1. pytest -m gpu                                   the tests marked gpu (bf16/TF32 placement, QLoRA, fused
 #                                                      AdamW + pinned loader, half-precision scoring, profiler)
-#   2. python -m bench.perf_gpu_mfu                    MFU of the 0.5 B causal LM, QLoRA vs full peak memory
+#   2. python -m bench.perf_gpu_mfu                    MFU of the 0.5 B causal LM, QLoRA vs full peak memory,
+#                                                      also with the chunked loss (--chunked-loss 1024)
 #   3. python -m bench.perf_gpu_ranking                reranking docs/s fp32/bf16/fp16 × batch sizes vs
 #                                                      CrossEncoder.predict; cross-encoder training bf16 vs fp32
 #   4. python -m bench.profile_phases --device cuda    host and device ms per phase, fp32 and bf16
@@ -49,7 +50,7 @@ step() {  # step <name> <seconds> <command...>
 }
 
 step pytest_gpu      90 "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider
-step perf_gpu_mfu    180 "$PYTHON" -m bench.perf_gpu_mfu --steps 25 --warmup-steps 8
+step perf_gpu_mfu    210 "$PYTHON" -m bench.perf_gpu_mfu --steps 25 --warmup-steps 8 --chunked-loss 1024
 step perf_gpu_ranking 150 "$PYTHON" -m bench.perf_gpu_ranking --repetitions 3 --groups 400
 step profile_fp32     30 "$PYTHON" -m bench.profile_phases --device cuda --precision fp32
 step profile_bf16     30 "$PYTHON" -m bench.profile_phases --device cuda --precision bf16

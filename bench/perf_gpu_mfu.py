@@ -12,13 +12,15 @@ steady state, from the median interval between optimizer steps after the first `
 synchronised at each step end). The peak comes from a table by device name (``--peak-tflops`` overrides it).
 Memory: ``torch.cuda.max_memory_allocated`` over training, QLoRA (4-bit NF4 base, LoRA r=16 on the attention
 projections) against full fine-tuning, same batch, block size and gradient checkpointing, each in a fresh process.
-Targets: MFU ≥ 40 %; QLoRA peak ≤ 35 % of full fine-tuning's.
+Targets: MFU ≥ 40 %; QLoRA peak ≤ 35 % of full fine-tuning's. With ``--chunked-loss N`` both memory runs are
+repeated with ``training.chunked_loss_tokens: N`` (``finetune.generation.chunked_loss``: no full fp32 logits, which
+are 8 × 1024 × 151,936 × 4 B = 5.0 GB per copy at the default batch), for QLoRA ÷ full with it as well.
 
 Without CUDA it prints one line and exits 0; it writes a results section saying it did not run, unless the
 results already hold a GPU measurement, which it leaves alone.
 
-Run: ``python -m bench.perf_gpu_mfu [--peak-tflops 989.4] [--steps 40] [--batch 8] [--block 1024]`` on a CUDA
-machine (QLoRA needs bitsandbytes: ``pip install -e '.[gpu]'``).
+Run: ``python -m bench.perf_gpu_mfu [--peak-tflops 989.4] [--steps 40] [--batch 8] [--block 1024]
+[--chunked-loss 1024]`` on a CUDA machine (QLoRA needs bitsandbytes: ``pip install -e '.[gpu]'``).
 """
 
 from __future__ import annotations
@@ -116,8 +118,10 @@ class StepTimer:
 
 
 def measure(model_dir: Path, documents: list[str], method: str, steps: int, batch: int, block: int,
-            gradient_checkpointing: bool, warmup_steps: int, work: Path, profile: bool = False) -> dict:
-    """Train ``steps`` optimizer steps through ``causal_lm_setup`` and measure steady tokens/s and peak memory.
+            gradient_checkpointing: bool, warmup_steps: int, work: Path, profile: bool = False,
+            chunked_loss: int | None = None) -> dict:
+    """Train ``steps`` optimizer steps through ``causal_lm_setup`` and measure steady tokens/s and peak memory
+    (``chunked_loss``: ``training.chunked_loss_tokens``).
 
     With ``profile`` the run is traced by the torch profiler and ``profile`` holds its top entries by self device
     time (self CPU time on CPU); the timings of a traced run are not the ones to report.
@@ -129,6 +133,7 @@ def measure(model_dir: Path, documents: list[str], method: str, steps: int, batc
     training = GenerationTrainingParams(max_steps=steps, per_device_batch_size=batch, learning_rate=1e-4,
                                         warmup_ratio=0.0, logging_steps=max(steps, 1),
                                         gradient_checkpointing=gradient_checkpointing,
+                                        chunked_loss_tokens=chunked_loss,
                                         # No checkpoints: a measurement is never resumed, and the Trainer's save at
                                         # the last step would write ~6 GB (weights + Adam state) into the timing.
                                         checkpoints=CheckpointParams(every_steps=None))
@@ -154,7 +159,8 @@ def measure(model_dir: Path, documents: list[str], method: str, steps: int, batc
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "steps": setup.trainer.state.global_step, "batch": batch, "block": block,
-        "gradient_checkpointing": gradient_checkpointing, "step_seconds_median": seconds,
+        "gradient_checkpointing": gradient_checkpointing, "chunked_loss_tokens": chunked_loss,
+        "step_seconds_median": seconds,
         "tokens_per_second": batch * block / seconds, "peak_memory_mb": round(memory.peak_mb, 1),
     }
     if profile:
@@ -174,14 +180,16 @@ def mfu_summary(full: dict, peak_tflops: float) -> dict:
 
 
 def _measure_in_subprocess(args: argparse.Namespace, model_dir: Path, method: str, gradient_checkpointing: bool,
-                           work: Path, profile: bool = False) -> dict:
+                           work: Path, profile: bool = False, chunked_loss: int | None = None) -> dict:
     # A fresh process per run: the CUDA caching allocator and leftovers of one run cannot inflate the next's peak.
-    out = work / f"{method}_{int(gradient_checkpointing)}_{int(profile)}.json"
-    steps = min(args.steps, args.warmup_steps + 3) if profile else args.steps
+    out = work / f"{method}_{int(gradient_checkpointing)}_{int(profile)}_{chunked_loss or 0}.json"
+    # A traced run, and a chunked-loss run (for its memory), need only a few steps after the warm-up.
+    steps = min(args.steps, args.warmup_steps + 3) if profile or chunked_loss else args.steps
     cmd = [sys.executable, "-m", "bench.perf_gpu_mfu", "--one", method, "--model-dir", str(model_dir),
            "--out", str(out), "--steps", str(steps), "--batch", str(args.batch), "--block", str(args.block),
            "--warmup-steps", str(args.warmup_steps)] + (["--gradient-checkpointing"] if gradient_checkpointing else [])
     cmd += ["--profile"] if profile else []
+    cmd += ["--chunked-loss", str(chunked_loss)] if chunked_loss else []
     subprocess.run(cmd, check=True)
     return json.loads(out.read_text())
 
@@ -193,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--block", type=int, default=1024)
+    parser.add_argument("--chunked-loss", type=int, metavar="N",
+                        help="also measure both memory runs with training.chunked_loss_tokens N")
     parser.add_argument("--one", choices=["full", "qlora"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -203,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         documents, _ = texts()
         with tempfile.TemporaryDirectory(prefix="mfu_") as scratch:
             result = measure(args.model_dir, documents, args.one, args.steps, args.batch, args.block,
-                             args.gradient_checkpointing, args.warmup_steps, Path(scratch), args.profile)
+                             args.gradient_checkpointing, args.warmup_steps, Path(scratch), args.profile,
+                             args.chunked_loss)
         args.out.write_text(json.dumps(result))
         return 0
     if not torch.cuda.is_available():
@@ -220,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         full = _measure_in_subprocess(args, model_dir, "full", False, work)
         memory = {method: _measure_in_subprocess(args, model_dir, method, True, work) for method in ("full", "qlora")}
         ratio = memory["qlora"]["peak_memory_mb"] / memory["full"]["peak_memory_mb"]
+        chunked = {method: _measure_in_subprocess(args, model_dir, method, True, work, chunked_loss=args.chunked_loss)
+                   for method in ("full", "qlora")} if args.chunked_loss else None
         mfu = mfu_summary(full, peak)
         # A missed target comes with where the time goes: a traced run of a few steps.
         profile = None if mfu["mfu"] >= MFU_TARGET else _measure_in_subprocess(args, model_dir, "full", False, work,
@@ -227,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     data = {
         "machine": machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cuda": True, "gpu": name,
         "text": source, "model_shape": QWEN2_05B, "throughput": full, **mfu,
-        "memory_runs": memory, "qlora_over_full_memory": ratio,
+        "memory_runs": memory, "qlora_over_full_memory": ratio, "chunked_loss_tokens": args.chunked_loss,
+        "chunked_memory_runs": chunked,
+        "chunked_qlora_over_full_memory": chunked and chunked["qlora"]["peak_memory_mb"] / chunked["full"][
+            "peak_memory_mb"],
         "mfu_target": MFU_TARGET, "memory_target": MEMORY_TARGET, "profile": profile,
     }
     path = write_result("gpu_mfu", data, markdown(data))
@@ -245,8 +261,8 @@ def not_run_here() -> int:
             f"**Machine:** {machine()}\n\n"
             "Not run here: this machine has no CUDA GPU. On one, the benchmark trains a Qwen2.5-0.5B-shaped model "
             "(494 M parameters) through the `causal_lm_training` path in bf16 and reports MFU (target ≥ 40 %) and "
-            "QLoRA's peak memory as a share of full fine-tuning's (target ≤ 35 %). No numbers are reported without "
-            "a measurement.")
+            "QLoRA's peak memory as a share of full fine-tuning's (target ≤ 35 %), with `--chunked-loss N` also with "
+            "the chunked causal-LM loss. No numbers are reported without a measurement.")
     write_result("gpu_mfu", {"cuda": False, "run": False}, text)
     return 0
 
@@ -275,9 +291,24 @@ def markdown(data: dict) -> str:
         f"| peak memory, QLoRA (r=16, NF4) | {memory['qlora']['peak_memory_mb']:,.0f} MiB | |",
         f"| QLoRA ÷ full | {100 * data['qlora_over_full_memory']:.1f} % | ≤ {100 * data['memory_target']:.0f} % — "
         f"**{memory_met}** |",
+        *(_chunked_rows(data) if data.get("chunked_memory_runs") else []),
         *(["", "Where the time goes (torch profiler, a few full fine-tuning steps, top self device time):", "",
            "```", data["profile"].strip(), "```"] if data["profile"] else []),
     ])
+
+
+def _chunked_rows(data: dict) -> list[str]:
+    chunked, memory, n = data["chunked_memory_runs"], data["memory_runs"], data["chunked_loss_tokens"]
+    met = "met" if data["chunked_qlora_over_full_memory"] <= data["memory_target"] else "missed"
+    rows = []
+    for method, name in (("full", "full fine-tuning"), ("QLoRA", "QLoRA")):
+        run, plain = chunked[method.lower()], memory[method.lower()]
+        rows += [f"| peak memory, {name}, chunked loss ({n:,} positions) | {run['peak_memory_mb']:,.0f} MiB "
+                 f"({100 * run['peak_memory_mb'] / plain['peak_memory_mb']:.0f} % of the model's loss) | |",
+                 f"| step time, {name}, chunked ÷ model's loss (median after the warm-up) | "
+                 f"{run['step_seconds_median'] / plain['step_seconds_median']:.2f} | |"]
+    return rows + [f"| QLoRA ÷ full, both with the chunked loss | {100 * data['chunked_qlora_over_full_memory']:.1f} % "
+                   f"| ≤ {100 * data['memory_target']:.0f} % — **{met}** |"]
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bench import perf
-from bench.perf_gpu_mfu import QWEN2_05B, build_model_dir, main, measure, mfu_summary
+from bench.perf_gpu_mfu import QWEN2_05B, build_model_dir, main, markdown, measure, mfu_summary
 
 TINY = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
         "intermediate_size": 32, "vocab_size": 600, "max_position_embeddings": 64, "tie_word_embeddings": True}
@@ -31,6 +31,27 @@ def test_tiny_qwen2_trains_through_the_causal_lm_path(tmp_path):
     traced = measure(model_dir, DOCS, "full", steps=2, batch=2, block=32, gradient_checkpointing=False,
                      warmup_steps=1, work=tmp_path / "traced", profile=True)
     assert "Self CPU" in traced["profile"] and "aten::" in traced["profile"]
+    chunked = measure(model_dir, DOCS, "full", steps=2, batch=2, block=32, gradient_checkpointing=True,
+                      warmup_steps=1, work=tmp_path / "chunked", chunked_loss=24)
+    assert (chunked["chunked_loss_tokens"], chunked["steps"]) == (24, 2)
+
+
+def test_the_chunked_loss_rows_compare_each_method_with_its_own_run():
+    """full 1,000 → 600 MiB (60 %), QLoRA 400 → 200 MiB (50 %): QLoRA ÷ full 33.3 % with the chunked loss."""
+    run = {"parameters": 10, "block": 1024, "batch": 8, "precision": "bf16", "steps": 25, "tokens_per_second": 1.0}
+    memory = {"full": {"peak_memory_mb": 1000.0, "step_seconds_median": 1.0},
+              "qlora": {"peak_memory_mb": 400.0, "step_seconds_median": 2.0}}
+    chunked = {"full": {"peak_memory_mb": 600.0, "step_seconds_median": 1.1},
+               "qlora": {"peak_memory_mb": 200.0, "step_seconds_median": 2.4}}
+    data = {"machine": "m", "date": "d", "text": "t", "gpu": "g", "throughput": run, "peak_tflops": 1.0, "mfu": 0.5,
+            "mfu_target": 0.4, "memory_target": 0.35, "memory_runs": memory, "qlora_over_full_memory": 0.4,
+            "profile": None, "chunked_loss_tokens": 1024, "chunked_memory_runs": chunked,
+            "chunked_qlora_over_full_memory": 200 / 600}
+    text = markdown(data)
+    assert "| peak memory, full fine-tuning, chunked loss (1,024 positions) | 600 MiB (60 % of the model's loss)" in text
+    assert "| step time, QLoRA, chunked ÷ model's loss (median after the warm-up) | 1.20 |" in text
+    assert "| QLoRA ÷ full, both with the chunked loss | 33.3 % | ≤ 35 % — **met** |" in text
+    assert "chunked" not in markdown({**data, "chunked_memory_runs": None})
 
 
 def test_the_gpu_shape_is_qwen2_5_0_5b():
