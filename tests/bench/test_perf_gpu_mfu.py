@@ -48,7 +48,8 @@ def test_the_chunked_loss_rows_compare_each_method_with_its_own_run():
             "profile": None, "chunked_loss_tokens": 1024, "chunked_memory_runs": chunked,
             "chunked_qlora_over_full_memory": 200 / 600}
     text = markdown(data)
-    assert "| peak memory, full fine-tuning, chunked loss (1,024 positions) | 600 MiB (60 % of the model's loss)" in text
+    assert ("| peak memory, full fine-tuning, chunked loss (1,024 positions) | 600 MiB (60 % of the model's loss)"
+            in text)
     assert "| step time, QLoRA, chunked ÷ model's loss (median after the warm-up) | 1.20 |" in text
     assert "| QLoRA ÷ full, both with the chunked loss | 33.3 % | ≤ 35 % — **met** |" in text
     assert "chunked" not in markdown({**data, "chunked_memory_runs": None})
