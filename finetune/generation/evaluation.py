@@ -251,6 +251,17 @@ def _generate_new_tokens(model, input_ids, attention_mask, config):
     """
     import torch
 
+    adapter = getattr(model, "active_peft_config", None)
+    if adapter is not None and getattr(adapter, "is_prompt_learning", False) and _is_prefix_style(adapter):
+        # Prefix tuning: the same rename makes PEFT's ``generate`` drop the learned key/value prefix (its output
+        # equalled the base model's), so the prefix goes in here as the starting cache of the base model's
+        # ``generate``, with the mask extended over it, as the adapter's forward does.
+        prefix = model.get_prompt(batch_size=input_ids.shape[0])
+        prefix_mask = torch.ones((input_ids.shape[0], adapter.num_virtual_tokens), dtype=attention_mask.dtype,
+                                 device=attention_mask.device)
+        output = model.get_base_model().generate(input_ids=input_ids, cache=prefix, generation_config=config,
+                                                 attention_mask=torch.cat((prefix_mask, attention_mask), dim=1))
+        return output[:, input_ids.shape[1] :]
     if not _virtual_tokens(model):
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
         return output[:, input_ids.shape[1] :]

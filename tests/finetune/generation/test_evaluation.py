@@ -420,3 +420,35 @@ def test_demo_arc_is_deterministic_and_loads(tmp_path):
         a, op, b = q.stem.removeprefix("What is ").removesuffix("?").split()
         assert int(q.choices[q.answer]) == {"plus": int(a) + int(b), "minus": int(a) - int(b),
                                             "times": int(a) * int(b)}[op]
+
+
+@pytest.mark.parametrize("which", ["gpt2", "gqa_llama"])
+def test_generation_with_a_prefix_tuning_adapter(which, gpt2_dir, tmp_path):
+    """A prefix-tuning model generates like its own forward (PEFT 0.21's ``generate`` under transformers 5.25
+    dropped the prefix and returned the base model's text), also with grouped-query attention (SmolLM2: 9 query
+    heads, 3 key/value heads), in a left-padded batch."""
+    from peft import PrefixTuningConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if which == "gpt2":
+        base, tokenizer = load_causal_lm(gpt2_dir)
+    else:
+        _, tokenizer = load_causal_lm(gpt2_dir)
+        torch.manual_seed(0)
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=128,
+                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        LlamaForCausalLM(config).save_pretrained(tmp_path)
+        tokenizer.save_pretrained(tmp_path)
+        base, tokenizer = load_causal_lm(tmp_path)
+    torch.manual_seed(0)
+    model = get_peft_model(base, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    with torch.no_grad():
+        for param in model.prompt_encoder.parameters():
+            param.mul_(20.0)  # a prefix large enough to change the greedy continuation
+    model.eval()
+    prompts = ["question: what is two plus two? answer:", "the quick"]
+    generated = generate_responses(model, tokenizer, prompts, max_new_tokens=5, batch_size=2)
+    assert generated == [_greedy_by_hand(model, tokenizer, p, 5) for p in prompts]
+    with model.disable_adapter():
+        assert generated != [_greedy_by_hand(model, tokenizer, p, 5) for p in prompts]
