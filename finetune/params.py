@@ -945,6 +945,23 @@ def _check_padding_free(method, padding_free: bool) -> None:
                          "cannot share a row; set padding_free: false")
 
 
+class InstructionTokenization(Params):
+    """How prompt/response examples become SFT sequences: the rendering template, ``training.max_length`` and
+    whether the prompt is masked. With the data and the tokenizer, these are all the tokenize step depends on (its
+    cache key), so a change of learning rate reuses its output."""
+
+    template: str
+    max_length: int = Field(ge=8)
+    completion_only: bool = True
+
+
+class TextTokenization(Params):
+    """How documents become continued pre-training blocks: EOS-joined and cut into ``block_size`` tokens (capped
+    at the model's positions). With the data and the tokenizer, the tokenize step's whole cache key."""
+
+    block_size: int = Field(ge=8)
+
+
 class SftParams(Params):
     """Supervised fine-tuning with TRL's SFTTrainer.
 
@@ -970,6 +987,11 @@ class SftParams(Params):
         _no_chunked_loss(self.training, _FUSED_SFT)
         return self
 
+    def tokenization(self, template: str) -> InstructionTokenization:
+        """What the tokenize step needs of these parameters (no optimisation settings: they are not its cache key)."""
+        return InstructionTokenization(template=template, max_length=self.training.max_length,
+                                       completion_only=self.completion_only)
+
 
 class MultiGpuSftParams(SftParams):
     """``sft`` of ``sft_training_multi_gpu``: every method but QLoRA, whose 4-bit base is single-GPU only here."""
@@ -994,6 +1016,10 @@ class CausalLmParams(Params):
         _check_method_and_training(self.method, self.training)
         return self
 
+    def tokenization(self) -> TextTokenization:
+        """What the tokenize step needs of these parameters."""
+        return TextTokenization(block_size=self.block_size)
+
 
 class MethodComparisonParams(Params):
     """Several methods fine-tuned on the same data, from the same base model, with the same optimisation budget."""
@@ -1017,6 +1043,11 @@ class MethodComparisonParams(Params):
             _check_padding_free(method, self.padding_free)
         _no_chunked_loss(self.training, _FUSED_SFT)
         return self
+
+    def tokenization(self, template: str) -> InstructionTokenization:
+        """What the tokenize step needs: every method trains on the same sequences, tokenized once."""
+        return InstructionTokenization(template=template, max_length=self.training.max_length,
+                                       completion_only=self.completion_only)
 
     def sft_params(self, method) -> SftParams:
         """The SFT parameters of one arm of the comparison."""
@@ -1436,6 +1467,10 @@ class LmDistillationParams(Params):
             raise ValueError("teacher_training is not set: the teacher is used as it is")
         return CausalLmParams(model=self.teacher, method=FullFineTuning(name="full"), training=self.teacher_training,
                               block_size=self.block_size)
+
+    def tokenization(self) -> TextTokenization:
+        """What the tokenize steps need (the teacher's training and the student's share the block size)."""
+        return TextTokenization(block_size=self.block_size)
 
     def without_teacher(self) -> LmDistillationParams:
         """The same run with ``α = 0``: the student trained on cross-entropy alone (the report's baseline)."""

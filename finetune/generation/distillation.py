@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
+from finetune.data.tokenized import TokenizedDataset
 from finetune.generation.evaluation import perplexity
 from finetune.generation.training import (
     CausalTrainResult,
@@ -152,8 +153,9 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir: str | Path,
-                      params: LmDistillationParams, output_dir: str | Path) -> CausalTrainResult:
+def distill_causal_lm(train: pd.DataFrame | TokenizedDataset, validation: pd.DataFrame | TokenizedDataset,
+                      teacher_dir: str | Path, params: LmDistillationParams,
+                      output_dir: str | Path) -> CausalTrainResult:
     """Train ``params.student`` on packed text blocks against the teacher in ``teacher_dir``.
 
     The vocabularies are checked first (``check_vocabularies``), before anything trains. The student's data,
@@ -161,8 +163,9 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
     ``causal_lm_setup`` / ``run_training``; only the trainer's loss differs.
 
     Args:
-        train: Documents (``text`` column).
-        validation: Documents for the validation loss (may be empty).
+        train: Documents (``text`` column), or the blocks already tokenized with the student's tokenizer
+            (``finetune.generation.tokenization.tokenize_documents`` with ``params.tokenization()``).
+        validation: The same for the validation loss (may be empty).
         teacher_dir: A saved causal LM.
         params: Student model (a local directory sharing the teacher's tokenizer, or ``teacher``), the layers it
             keeps of those starting weights (``layers_to_keep``), α, τ, top-k and training.
@@ -175,7 +178,8 @@ def distill_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, teacher_dir
 
     out = Path(output_dir)
     spec = _local(teacher_dir) if params.student == "teacher" else params.student
-    student_dir = resolve_causal_model(spec, out / "base", texts=train["text"].tolist()).name_or_path
+    texts = None if isinstance(train, TokenizedDataset) else train["text"].tolist()
+    student_dir = resolve_causal_model(spec, out / "base", texts=texts).name_or_path
     keep = params.layers_to_keep(num_layers(student_dir))
     if keep is not None:
         drop_layers(student_dir, out / "base_layers", keep)
@@ -244,7 +248,7 @@ def compare_models(model_dirs: dict[str, str | Path], texts: list[str], block_si
         One row per model: ``model``, ``parameters``, ``test_perplexity``, ``test_nll``, ``tokens_per_second``
         (and the paired columns).
     """
-    from finetune.generation.training import group_texts
+    from finetune.generation.tokenization import group_texts
     from finetune.models.causal import load_causal_lm
 
     rows, windows = [], {}

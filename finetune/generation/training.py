@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from finetune.data.instructions import render_frame
+from finetune.data.tokenized import TokenizedDataset, check_tokenized_for, token_length_stats
 from finetune.device import Placement, require_cuda, resolve_placement
 from finetune.generation.chunked_loss import with_chunked_loss
 from finetune.generation.methods import prepare_model, trainable_parameters
-from finetune.generation.throughput import batching_options, check_completions_left, tokenize_examples
+from finetune.generation.throughput import batching_options
+from finetune.generation.tokenization import document_split, effective_block_size, group_texts, instruction_split
 from finetune.models.causal import load_pretrained_causal_lm, resolve_causal_model, save_causal_lm
 from finetune.models.directory import save_model_directory
 from finetune.models.sources import check_max_length
@@ -42,6 +43,8 @@ from finetune.training import (
 )
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["group_texts", "token_length_stats"]  # re-exported: they lived here before finetune.data.tokenized
 
 
 def to_training_arguments(params: GenerationTrainingParams, output_dir: str | Path, placement: Placement, *,
@@ -94,21 +97,6 @@ def early_stopping_callbacks(params: GenerationTrainingParams, has_validation: b
     from transformers import EarlyStoppingCallback
 
     return [EarlyStoppingCallback(params.early_stopping_patience, params.early_stopping_threshold)]
-
-
-def token_length_stats(lengths: list[int], max_length: int) -> dict[str, float]:
-    """Token lengths for metadata: count, mean, median, p95, max and the fraction longer than ``max_length``."""
-    if not lengths:
-        return {"count": 0}
-    ordered = sorted(lengths)
-    return {
-        "count": len(ordered),
-        "mean": round(sum(ordered) / len(ordered), 2),
-        "p50": ordered[len(ordered) // 2],
-        "p95": ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)],
-        "max": ordered[-1],
-        "truncated_fraction": round(sum(n > max_length for n in ordered) / len(ordered), 4),
-    }
 
 
 class PeakMemory:
@@ -184,7 +172,7 @@ def _total_steps(params: GenerationTrainingParams, num_sequences: int) -> int:
     return max(1, math.ceil(per_epoch * params.epochs))
 
 
-def _load_base(params: SftParams | CausalLmParams, placement: Placement, workdir: Path, texts: list[str]):
+def _load_base(params: SftParams | CausalLmParams, placement: Placement, workdir: Path, texts: list[str] | None):
     import torch
 
     if isinstance(params.method, QLoraMethod):
@@ -277,14 +265,14 @@ def _write_trained_model(model, tokenizer, out: Path, resolved, params: SftParam
     return save_causal_lm(merged, tokenizer, out)
 
 
-def train_sft(train: pd.DataFrame, validation: pd.DataFrame, template: str, params: SftParams,
-              output_dir: str | Path) -> CausalTrainResult:
+def train_sft(train: pd.DataFrame | TokenizedDataset, validation: pd.DataFrame | TokenizedDataset,
+              template: str | None, params: SftParams, output_dir: str | Path) -> CausalTrainResult:
     """Supervised fine-tuning with TRL's ``SFTTrainer``; see ``sft_setup`` for the arguments."""
     return run_training(sft_setup(train, validation, template, params, output_dir))
 
 
-def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, params: SftParams,
-              output_dir: str | Path) -> TrainingSetup:
+def sft_setup(train: pd.DataFrame | TokenizedDataset, validation: pd.DataFrame | TokenizedDataset,
+              template: str | None, params: SftParams, output_dir: str | Path) -> TrainingSetup:
     """Build TRL's ``SFTTrainer`` on rendered prompt/completion pairs (not yet trained).
 
     ``SFTTrainer`` (TRL 1.16) already computes its loss without full logits: its fused LM head projects tiles of
@@ -292,43 +280,55 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
     ``training.chunked_loss_tokens`` is refused here.
 
     Args:
-        train: Example table (``finetune.data.instructions.EXAMPLE_COLUMNS``).
-        validation: Example table for validation (may be empty: no validation, no best-checkpoint selection).
-        template: ``InstructionDataParams.template``.
+        train: Example table (``finetune.data.instructions.EXAMPLE_COLUMNS``), tokenized here; or the split already
+            tokenized (``finetune.generation.tokenization.tokenize_instructions`` with ``params.tokenization``),
+            read memory-mapped. Both give the same sequences, so the same training for the same seed.
+        validation: The same for validation (may be empty: no validation, no best-checkpoint selection).
+        template: ``InstructionDataParams.template`` (tokenized splits carry theirs: None skips the check).
         params: Model, method, optimisation, completion-only loss, packing and batching.
         output_dir: Work folder; the model is saved to ``<output_dir>/model``.
+
+    Raises:
+        ValueError: A tokenized split made with another tokenizer, ``max_length``, masking or template.
     """
-    from datasets import Dataset
     from trl import SFTTrainer
 
     out = Path(output_dir)
     training = params.training
     placement = resolve_placement(training.device, training.precision)
-    texts = train["prompt"].tolist() + train["response"].tolist()
+    pretokenized = isinstance(train, TokenizedDataset)
+    texts = None if pretokenized else train["prompt"].tolist() + train["response"].tolist()
     resolved, model, tokenizer = _load_base(params, placement, out, texts)
     check_max_length(model.config, training.max_length, "training.max_length", resolved.name_or_path)
     check_positions(model, params.method, training.max_length)
-    splits = {"train": render_frame(train, template, tokenizer)}
-    if not validation.empty:
-        splits["validation"] = render_frame(validation, template, tokenizer)
-    # Tokenized once here (for the length statistics and for training); SFTTrainer skips its own tokenization.
-    tokenized = {name: tokenize_examples(tokenizer, f["prompt"], f["completion"], training.max_length,
-                                         params.completion_only) for name, f in splits.items()}
-    tokenization = {name: token_length_stats(t.lengths, training.max_length)
-                    | {"dropped_no_completion": check_completions_left(name, t, training.max_length)}
-                    for name, t in tokenized.items()}
-    datasets = {name: Dataset.from_dict(t.columns) for name, t in tokenized.items()}
+    if pretokenized:
+        expected = {"max_length": training.max_length, "completion_only": params.completion_only}
+        splits = _read_splits(train, validation, "sft", tokenizer, **expected,
+                              **({} if template is None else {"template": template}))
+        num_examples = train.stats["examples"]
+        key_inputs = _fingerprints(training, train, validation)
+    else:
+        # Tokenized once here (for the length statistics and for training); SFTTrainer skips its own tokenization.
+        frames = {"train": train, **({} if validation.empty else {"validation": validation})}
+        settings = params.tokenization(template)
+        splits = {name: instruction_split(tokenizer, resolved.description, frame, name, settings)
+                  for name, frame in frames.items()}
+        num_examples = len(train)
+        key_inputs = (train, validation, template)
+    datasets = {name: dataset for name, (dataset, _) in splits.items()}
+    tokenization = {name: stats["lengths"] | {"dropped_no_completion": stats["dropped_no_completion"]}
+                    for name, (_, stats) in splits.items()}
     has_validation = "validation" in datasets
     if isinstance(params.method, AdaLoraMethod) and params.packing and training.max_steps <= 0:
         raise ValueError("adalora with packing: set training.max_steps (packed sequence counts are known only later)")
     prepared = prepare_model(model, params.method, tokenizer_path=resolved.name_or_path,
-                             total_steps=_total_steps(training, len(train)), learning_rate=training.learning_rate,
+                             total_steps=_total_steps(training, num_examples), learning_rate=training.learning_rate,
                              weight_decay=training.weight_decay)
     # Sequences are already truncated; TRL refuses a max_length with padding-free batches that it does not pack.
     max_length = None if params.padding_free and not params.packing else training.max_length
     sft = {"max_length": max_length, "completion_only_loss": params.completion_only, "packing": params.packing,
            "dataset_num_proc": None, **batching_options(params)}
-    plan = checkpoint_plan("sft", training.checkpoints, params, train, validation, template)
+    plan = checkpoint_plan("sft", training.checkpoints, params, *key_inputs)
     args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation, sft=sft,
                                  checkpoints=plan)
     trainer = SFTTrainer(
@@ -341,24 +341,29 @@ def sft_setup(train: pd.DataFrame, validation: pd.DataFrame, template: str, para
                          plan, "train_sft")
 
 
-def group_texts(token_ids: list[list[int]], block_size: int, eos_token_id: int) -> list[list[int]]:
-    """Concatenate documents (each followed by EOS) and cut the stream into full ``block_size`` blocks.
+def _read_splits(train: TokenizedDataset, validation: TokenizedDataset, kind: str, tokenizer,
+                 **expected) -> dict[str, tuple]:
+    """The tokenized train split and a non-empty validation split as ``name -> (dataset, stats)``, each checked to
+    be made for this training (``check_tokenized_for``) and loaded memory-mapped."""
+    splits = {"train": train, **({"validation": validation} if validation.stats["examples"] else {})}
+    for tokenized in splits.values():
+        check_tokenized_for(tokenized, kind, tokenizer, **expected)
+    return {name: (tokenized.load(), tokenized.stats) for name, tokenized in splits.items()}
 
-    The remainder shorter than a block is dropped, as in transformers' ``run_clm`` example.
-    """
-    stream = [t for ids in token_ids for t in (*ids, eos_token_id)]
-    usable = len(stream) // block_size * block_size
-    return [stream[i : i + block_size] for i in range(0, usable, block_size)]
+
+def _fingerprints(training: GenerationTrainingParams, *splits: TokenizedDataset) -> tuple[str, ...]:
+    """The tokenized splits' content fingerprints for the checkpoint key (read only when checkpoints are on)."""
+    return tuple(t.fingerprint() for t in splits) if training.checkpoints.every_steps is not None else ()
 
 
-def train_causal_lm(train: pd.DataFrame, validation: pd.DataFrame, params: CausalLmParams,
-                    output_dir: str | Path) -> CausalTrainResult:
+def train_causal_lm(train: pd.DataFrame | TokenizedDataset, validation: pd.DataFrame | TokenizedDataset,
+                    params: CausalLmParams, output_dir: str | Path) -> CausalTrainResult:
     """Continued pre-training with transformers' ``Trainer``; see ``causal_lm_setup`` for the arguments."""
     return run_training(causal_lm_setup(train, validation, params, output_dir))
 
 
-def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: CausalLmParams,
-                    output_dir: str | Path, checkpoint_name: str = "causal_lm",
+def causal_lm_setup(train: pd.DataFrame | TokenizedDataset, validation: pd.DataFrame | TokenizedDataset,
+                    params: CausalLmParams, output_dir: str | Path, checkpoint_name: str = "causal_lm",
                     checkpoint_inputs: tuple = ()) -> TrainingSetup:
     """Build transformers' ``Trainer`` on documents packed into ``block_size`` blocks (not yet trained).
 
@@ -366,41 +371,43 @@ def causal_lm_setup(train: pd.DataFrame, validation: pd.DataFrame, params: Causa
     full logits (``finetune.generation.chunked_loss``); the model is first checked to give the same loss both ways.
 
     Args:
-        train: Documents (``text`` column).
-        validation: Documents for validation loss (may be empty).
+        train: Documents (``text`` column), tokenized and packed here; or the blocks already made
+            (``finetune.generation.tokenization.tokenize_documents`` with ``params.tokenization()``), read
+            memory-mapped. Both give the same blocks, so the same training for the same seed.
+        validation: The same for validation loss (may be empty).
         params: Model, method, optimisation and block size.
         output_dir: Work folder; the model is saved to ``<output_dir>/model``.
         checkpoint_name: The checkpoint folder's trainer name.
         checkpoint_inputs: What else decides the training, for the checkpoint key (a distillation's teacher and α).
+
+    Raises:
+        ValueError: Tokenized blocks made with another tokenizer or block size.
     """
-    from datasets import Dataset
     from transformers import Trainer, default_data_collator
 
     out = Path(output_dir)
     training = params.training
     placement = resolve_placement(training.device, training.precision)
-    resolved, model, tokenizer = _load_base(params, placement, out, train["text"].tolist())
-    block_size = min(params.block_size, getattr(model.config, "max_position_embeddings", params.block_size) or
-                     params.block_size)
+    pretokenized = isinstance(train, TokenizedDataset)
+    resolved, model, tokenizer = _load_base(params, placement, out, None if pretokenized else train["text"].tolist())
+    block_size = effective_block_size(model.config, params.block_size)
     check_positions(model, params.method, block_size)
-    blocks, tokenization = {}, {}
-    for name, frame in (("train", train), ("validation", validation)):
-        if frame.empty:
-            continue
-        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in frame["text"]]
-        tokenization[name] = token_length_stats([len(x) for x in ids], block_size)
-        blocks[name] = group_texts(ids, block_size, tokenizer.eos_token_id)
-        if not blocks[name]:
-            raise ValueError(f"{name} text has fewer tokens than one block of {block_size}")
-        tokenization[name]["blocks"] = len(blocks[name])
-    # Full blocks need no padding, so labels are a plain copy (a pad-masking collator would also mask GPT-2's EOS,
-    # which doubles as its pad token).
-    datasets = {name: Dataset.from_dict({"input_ids": b, "labels": b}) for name, b in blocks.items()}
+    if pretokenized:
+        splits = _read_splits(train, validation, "causal_lm", tokenizer, max_length=block_size,
+                              block_size=params.block_size)
+        key_inputs = _fingerprints(training, train, validation)
+    else:
+        frames = {"train": train, **({} if validation.empty else {"validation": validation})}
+        splits = {name: document_split(tokenizer, resolved.description, frame, name, block_size, params.block_size)
+                  for name, frame in frames.items()}
+        key_inputs = (train, validation)
+    datasets = {name: dataset for name, (dataset, _) in splits.items()}
+    tokenization = {name: stats["lengths"] | {"blocks": stats["rows"]} for name, (_, stats) in splits.items()}
     has_validation = "validation" in datasets
     prepared = prepare_model(model, params.method, tokenizer_path=resolved.name_or_path,
-                             total_steps=_total_steps(training, len(blocks["train"])),
+                             total_steps=_total_steps(training, len(datasets["train"])),
                              learning_rate=training.learning_rate, weight_decay=training.weight_decay)
-    plan = checkpoint_plan(checkpoint_name, training.checkpoints, params, train, validation, *checkpoint_inputs)
+    plan = checkpoint_plan(checkpoint_name, training.checkpoints, params, *key_inputs, *checkpoint_inputs)
     args = to_training_arguments(training, out / "checkpoints", placement, has_validation=has_validation,
                                  checkpoints=plan)
     # With chunked_loss_tokens the loss is computed from the hidden states in chunks (no full logits); None: the

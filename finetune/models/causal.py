@@ -196,7 +196,7 @@ def load_pretrained_causal_lm(resolved: ResolvedModel, quantize_4bit: bool = Fal
     Returns:
         ``(model, tokenizer)``; the tokenizer always has a pad token (EOS when the model ships none).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     kwargs = resolved.model_kwargs()
     if quantize_4bit:
@@ -208,9 +208,17 @@ def load_pretrained_causal_lm(resolved: ResolvedModel, quantize_4bit: bool = Fal
         )
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
+    return model, load_causal_tokenizer(resolved)
+
+
+def load_causal_tokenizer(resolved: ResolvedModel):
+    """The tokenizer training uses (a pad token always set: EOS when the model ships none); the tokenize steps load
+    it the same way, without the weights."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path, **resolved.tokenizer_kwargs())
     _ensure_pad_token(tokenizer)
-    return model, tokenizer
+    return tokenizer
 
 
 def save_causal_lm(model, tokenizer, out_dir: str | Path) -> Path:
