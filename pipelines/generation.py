@@ -35,6 +35,8 @@ from steps.data.load_preferences import load_preferences
 from steps.data.load_rag_queries import load_rag_queries
 from steps.data.load_text_corpus import load_text_corpus
 from steps.data.retrieve_passages import retrieve_passages
+from steps.data.tokenize_instructions import tokenize_instructions
+from steps.data.tokenize_text import tokenize_text
 from steps.evaluate.build_causal_lm_report import build_causal_lm_report
 from steps.evaluate.build_distillation_report import build_distillation_report
 from steps.evaluate.build_dpo_report import build_dpo_report
@@ -96,7 +98,8 @@ def sft_training(
     promotion: PromotionParams = PromotionParams(),
     primary_metric: str = "test_rougeL",
 ) -> None:
-    """SFT: prompt/response data → base model → SFTTrainer with the configured method → perplexity, ROUGE/BLEU,
+    """SFT: prompt/response data → base model → tokenized splits (cached on data, tokenizer and max_length) →
+    SFTTrainer with the configured method → perplexity, ROUGE/BLEU,
     multiple choice and a few-shot baseline of the untrained model → promotion gate → HTML report."""
     sft_steps(fingerprint_instructions(data), data, sft, evaluation, mc_data, promotion, primary_metric)
 
@@ -106,14 +109,16 @@ def sft_steps(fingerprints, data: InstructionDataParams, sft: SftParams, evaluat
               train=train_sft_model, variant: str = ""):
     """Everything in ``sft_training`` after the fingerprints (``sft_training_multi_gpu`` reuses it).
 
-    ``train(base_model_dir, train, validation, sft, template) -> (model_dir, training_log, training_stats)`` is the
-    training step; the multi-GPU variant (pipelines/multi_gpu.py) passes its staged ``run_with_accelerate`` step and
-    names itself in the report title (``variant``).
+    ``train(base_model_dir, tokenized_train, tokenized_validation, sft) -> (model_dir, training_log, training_stats)``
+    is the training step; the multi-GPU variant (pipelines/multi_gpu.py) passes its staged ``run_with_accelerate``
+    step and names itself in the report title (``variant``).
     """
     train_set, validation, test = load_instructions(data, fingerprints)
     base_model_dir = prepare_causal_lm(sft.model, train_set, quantize_4bit=sft.method.name == "qlora",
                                        model_fingerprints=role_fingerprints("base_model", sft.model))
-    model_dir, training_log, _ = train(base_model_dir, train_set, validation, sft, data.template)
+    tokenized_train, tokenized_validation = tokenize_instructions(base_model_dir, train_set, validation,
+                                                                  sft.tokenization(data.template))
+    model_dir, training_log, _ = train(base_model_dir, tokenized_train, tokenized_validation, sft)
     perplexity, _ = evaluate_perplexity(model_dir, test, evaluation, template=data.template)
     metrics, samples, per_example = evaluate_generations(model_dir, test, evaluation, template=data.template)
     mc_train = mc_test = mc_metrics = None
@@ -138,15 +143,18 @@ def causal_lm_training(
     evaluation: GenerationEvalParams = GenerationEvalParams(),
     promotion: PromotionParams = PromotionParams(),
 ) -> None:
-    """Continued pre-training: text corpus split by document → base model → Trainer on packed blocks → held-out
-    perplexity of the base and the trained model → promotion gate (lower is better) → HTML report."""
+    """Continued pre-training: text corpus split by document → base model → packed blocks (cached on data,
+    tokenizer and block size) → Trainer → held-out perplexity of the base and the trained model → promotion gate
+    (lower is better) → HTML report."""
     fingerprints = fingerprint_text_corpus(data)
     train, validation, test = load_text_corpus(data, fingerprints)
     base_model_dir = prepare_causal_lm(causal_lm.model, train, quantize_4bit=causal_lm.method.name == "qlora",
                                        model_fingerprints=role_fingerprints("base_model", causal_lm.model))
     before, per_window_before = evaluate_perplexity(base_model_dir, test, evaluation, split="base_test",
                                                     id="evaluate_base_perplexity")
-    model_dir, training_log, training_stats = train_causal_lm_model(base_model_dir, train, validation, causal_lm)
+    tokenized_train, tokenized_validation = tokenize_text(base_model_dir, train, validation, causal_lm.tokenization())
+    model_dir, training_log, training_stats = train_causal_lm_model(base_model_dir, tokenized_train,
+                                                                    tokenized_validation, causal_lm)
     after, per_window = evaluate_perplexity(model_dir, test, evaluation)
     decision = generation_gate(after, fingerprints, promotion, "test_perplexity", {"base_model": causal_lm.model},
                                baseline_metric="base_test_perplexity", other_metrics=[before, training_stats],
@@ -164,20 +172,23 @@ def method_comparison(
     primary_metric: str = "test_rougeL",
 ) -> None:
     """Every configured method fine-tunes the same base model on the same data and budget; each is evaluated the
-    same way, and one table and chart compare trainable parameters, memory, time, tokens/s, loss and metrics."""
+    same way, and one table and chart compare trainable parameters, memory, time, tokens/s, loss and metrics.
+    The examples are tokenized once for all methods."""
     fingerprints = fingerprint_instructions(data)
     train, validation, test = load_instructions(data, fingerprints)
     quantize = any(m.name == "qlora" for m in comparison.methods)
     base_model_dir = prepare_causal_lm(comparison.model, train, quantize_4bit=quantize,
                                        model_fingerprints=role_fingerprints("base_model", comparison.model))
+    tokenized_train, tokenized_validation = tokenize_instructions(base_model_dir, train, validation,
+                                                                  comparison.tokenization(data.template))
     mc_test = None
     if mc_data is not None:
         _, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
     results = None
     for method in comparison.methods:
         name = method.name
-        model_dir, _, stats = train_sft_model(base_model_dir, train, validation, comparison.sft_params(method),
-                                              data.template, id=f"train_{name}")
+        model_dir, _, stats = train_sft_model(base_model_dir, tokenized_train, tokenized_validation,
+                                              comparison.sft_params(method), id=f"train_{name}")
         perplexity, _ = evaluate_perplexity(model_dir, test, evaluation, template=data.template,
                                             id=f"perplexity_{name}")
         metrics, _, _ = evaluate_generations(model_dir, test, evaluation, template=data.template,
@@ -200,24 +211,34 @@ def lm_distillation(
 ) -> None:
     """Causal-LM distillation: text corpus → teacher (trained on the corpus first when ``teacher_training`` is set)
     → student trained with α·τ²·KL + (1−α)·CE and the same student with α = 0 → held-out perplexity, size and
-    tokens/s of all three → promotion gate → HTML report."""
+    tokens/s of all three → promotion gate → HTML report.
+
+    The corpus is packed into blocks once with the teacher's tokenizer (teacher training and a student started from
+    the teacher read those), and once with a separate student's own tokenizer (the same token → id map, checked
+    when training, but its positions may cap the blocks differently)."""
     fingerprints = fingerprint_text_corpus(data)
     train, validation, test = load_text_corpus(data, fingerprints)
     teacher_dir = prepare_causal_lm(distillation.teacher, train, id="prepare_teacher",
                                     model_fingerprints=role_fingerprints("teacher", distillation.teacher))
+    teacher_tokens = None
+    if distillation.teacher_training is not None or distillation.student == "teacher":
+        teacher_tokens = tokenize_text(teacher_dir, train, validation, distillation.tokenization(),
+                                       id="tokenize_teacher_text")
     if distillation.teacher_training is not None:
-        teacher_dir, _, _ = train_causal_lm_model(teacher_dir, train, validation, distillation.teacher_params(),
+        teacher_dir, _, _ = train_causal_lm_model(teacher_dir, *teacher_tokens, distillation.teacher_params(),
                                                   id="train_teacher")
     if distillation.student == "teacher":       # a shallower copy of the teacher (layers dropped when training)
-        student_base_dir = teacher_dir
+        student_base_dir, student_tokens = teacher_dir, teacher_tokens
     else:
         student_base_dir = prepare_causal_lm(distillation.student, train, id="prepare_student",
                                              model_fingerprints=role_fingerprints("student_base",
                                                                                   distillation.student))
-    model_dir, training_log, training_stats = distill_causal_lm_model(teacher_dir, student_base_dir, train,
-                                                                      validation, distillation)
+        student_tokens = tokenize_text(student_base_dir, train, validation, distillation.tokenization(),
+                                       id="tokenize_student_text")
+    model_dir, training_log, training_stats = distill_causal_lm_model(teacher_dir, student_base_dir, *student_tokens,
+                                                                      distillation)
     baseline_dir, baseline_log, baseline_stats = distill_causal_lm_model(
-        teacher_dir, student_base_dir, train, validation, distillation.without_teacher(),
+        teacher_dir, student_base_dir, *student_tokens, distillation.without_teacher(),
         id="train_student_without_teacher")
     comparison, metrics = compare_distilled_models(teacher_dir, model_dir, baseline_dir, test, evaluation,
                                                    block_size=distillation.block_size)

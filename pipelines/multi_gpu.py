@@ -70,8 +70,8 @@ def sft_training_multi_gpu(
               train=_train_sft_on_all_gpus, variant=", multi-GPU")
 
 
-def _train_sft_on_all_gpus(base_model_dir, train, validation, sft: MultiGpuSftParams, template: str):
-    """Stage the base model and the splits as files (accelerate passes inputs on a command line), then run SFT on
-    every GPU."""
-    return train_sft_model_multi_gpu(sft_inputs=stage_sft_inputs(base_model_dir, train, validation),
-                                     sft_json=sft.model_dump_json(), template=template)
+def _train_sft_on_all_gpus(base_model_dir, tokenized_train, tokenized_validation, sft: MultiGpuSftParams):
+    """Stage the base model and the tokenized splits as files (accelerate passes inputs on a command line), then run
+    SFT on every GPU."""
+    return train_sft_model_multi_gpu(sft_inputs=stage_sft_inputs(base_model_dir, tokenized_train, tokenized_validation),
+                                     sft_json=sft.model_dump_json())

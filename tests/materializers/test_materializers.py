@@ -44,3 +44,37 @@ def test_model_directory_is_stored_file_by_file(tmp_path, zenml_client):
     assert loaded.files() == ["1_Pooling/config.json", "config.json", "model.safetensors"]
     assert (Path(loaded.path) / "1_Pooling" / "config.json").read_text() == '{"pooling": "mean"}'
     assert (loaded.kind, loaded.base_model, loaded.num_parameters) == ("cross_encoder", "tiny", 42)
+
+
+class _Tokenizer:
+    eos_token, bos_token = "</s>", None
+
+    def get_vocab(self):
+        return {"</s>": 0, "a": 1, "b": 2}
+
+
+def test_tokenized_dataset_round_trips_memory_mapped_with_a_histogram_page(tmp_path, zenml_client):
+    from datasets import Dataset
+
+    from finetune.data.tokenized import TokenizedDataset, split_stats, write_tokenized
+    from materializers import TokenizedDatasetMaterializer
+
+    ids = [[1, 2, 0], [2, 2, 1], [1, 0]]
+    labels = [[-100, 2, 0], [-100, -100, 1], [-100, 0]]
+    stats = split_stats("sft", "train", _Tokenizer(), "fake", 3, [3, 5, 2], 3, 8, 3, 1, 1 / 3,
+                        completion_only=True, template="{prompt}", dropped_no_completion=0)
+    written = write_tokenized(Dataset.from_dict({"input_ids": ids, "labels": labels}), stats, tmp_path / "src")
+    uri = tmp_path / "artifact"
+    m = TokenizedDatasetMaterializer(str(uri))
+    m.save(written)
+    loaded = m.load(TokenizedDataset)
+    dataset = loaded.load()
+    assert dataset["input_ids"][:] == ids and dataset["labels"][:] == labels and loaded.stats == stats
+    # Memory-mapped from the artifact store's own files, not copied.
+    assert all(Path(f["filename"]).parent == uri / "dataset" for f in dataset.cache_files) and dataset.cache_files
+    assert loaded.fingerprint() == written.fingerprint()
+    metadata = m.extract_metadata(loaded)
+    assert (metadata["rows"], metadata["tokens"], metadata["truncation_rate"]) == (3, 8, 0.3333)
+    page_path, = m.save_visualizations(loaded)
+    page = Path(page_path).read_text()
+    assert "data:image/png;base64," in page and "truncation rate" in page and "Tokenized train (sft)" in page

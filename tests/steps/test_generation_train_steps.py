@@ -12,6 +12,7 @@ from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_text_corpus import fingerprint_text_corpus
 from steps.data.load_instructions import load_instructions
 from steps.data.load_text_corpus import load_text_corpus
+from steps.data.tokenize_instructions import tokenize_instructions
 from steps.evaluate.collect_method_result import collect_method_result
 from steps.train.prepare_causal_lm import prepare_causal_lm
 from steps.train.train_sft_model import train_sft_model
@@ -49,7 +50,11 @@ def test_prepare_then_train_with_the_chat_template(instructions):
     sft = SftParams.model_validate({"model": TINY, "method": {"name": "lora", "r": 2},
                                     "training": {"max_steps": 2, "per_device_batch_size": 4, "max_length": 48,
                                                  "eval_steps": 1, "device": "cpu"}})
-    model_dir, log, stats = train_sft_model.entrypoint(base, train, validation, sft, data.template)
+    tokenized_train, tokenized_validation = tokenize_instructions.entrypoint(base, train, validation,
+                                                                            sft.tokenization(data.template))
+    assert (tokenized_train.stats["examples"], tokenized_validation.stats["examples"]) == (24, 3)
+    assert tokenized_train.stats["template"] == "chat" and tokenized_train.load().num_rows == tokenized_train.rows
+    model_dir, log, stats = train_sft_model.entrypoint(base, tokenized_train, tokenized_validation, sft)
     assert stats["method"] == "lora" and stats["steps"] == 2 and any("eval_loss" in e for e in log)
     model, tokenizer = load_causal_lm(model_dir.path)
     with torch.no_grad():

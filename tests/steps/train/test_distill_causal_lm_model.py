@@ -8,6 +8,7 @@ import steps.train.distill_causal_lm_model as module
 from finetune.models.causal import build_tiny_causal_lm
 from finetune.models.directory import ModelDirectory
 from finetune.params import LmDistillationParams, TinyGpt2Model
+from steps.data.tokenize_text import tokenize_text
 from steps.train.distill_causal_lm_model import distill_causal_lm_model
 
 TEXTS = [f"the number {a} comes before {a + 1} and after {a - 1}." for a in range(1, 40)]
@@ -33,7 +34,8 @@ def test_the_student_learns_from_the_teacher_and_keeps_its_own_description(teach
     monkeypatch.setattr(module, "record", recorded.append)
     path = build_tiny_causal_lm(TinyGpt2Model(num_layers=1, max_position_embeddings=64), tmp_path / "student", TEXTS)
     student = ModelDirectory(path, "causal_lm", "tiny student", 1)
-    model_dir, log, stats = distill_causal_lm_model.entrypoint(teacher, student, TRAIN, VALIDATION, _params())
+    tokenized = tokenize_text.entrypoint(student, TRAIN, VALIDATION, _params().tokenization())
+    model_dir, log, stats = distill_causal_lm_model.entrypoint(teacher, student, *tokenized, _params())
     assert stats["method"] == "full" and stats["steps"] == 2
     assert model_dir.base_model == "tiny student" and model_dir.num_parameters == stats["total_parameters"]
     assert recorded[0]["teacher"] == "tiny teacher" and recorded[0]["student"] == "tiny student"
@@ -43,5 +45,6 @@ def test_the_student_learns_from_the_teacher_and_keeps_its_own_description(teach
 def test_a_student_with_another_vocabulary_is_refused_before_training(teacher, tmp_path):
     other = build_tiny_causal_lm(TinyGpt2Model(vocab_size=300, max_position_embeddings=64), tmp_path / "other",
                                  ["entirely different words here"] * 5)
+    tokenized = tokenize_text.entrypoint(teacher, TRAIN, VALIDATION, _params().tokenization())
     with pytest.raises(ValueError, match="have different vocabulary sizes .* distillation needs one shared tokenizer"):
-        distill_causal_lm_model.entrypoint(teacher, ModelDirectory(other, "causal_lm"), TRAIN, VALIDATION, _params())
+        distill_causal_lm_model.entrypoint(teacher, ModelDirectory(other, "causal_lm"), *tokenized, _params())
