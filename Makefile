@@ -87,7 +87,7 @@ lint: $(STAMP)
 
 # Performance: ours vs the peer library, side by side; ≤ 20 min on 2 cores; rewrites BENCHMARKS.md's first part.
 # bench.perf_chunked_loss (~10 min on 2 shared cores) is left out: `make bench PERF_BENCHES=chunked_loss` reruns it.
-PERF_BENCHES ?= rerank cross_encoder_training sft orchestration data_scale gpu_mfu gpu_ranking
+PERF_BENCHES ?= rerank cross_encoder_training sft tokenize orchestration data_scale gpu_mfu gpu_ranking
 bench: $(STAMP)
 	@set -e; for b in $(PERF_BENCHES); do echo "== bench.perf_$$b"; $(BIN)/python -m bench.perf_$$b; done
 	$(BIN)/python -m bench.write_benchmarks

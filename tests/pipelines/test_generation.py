@@ -6,6 +6,7 @@ Runs the pipelines exactly as ``zenml pipeline run ... -c <config>`` does (``wit
 import json
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -155,3 +156,32 @@ def test_method_comparison_table_has_one_row_per_method(tmp_path, zenml_client):
     decision = _output(run, "promote_model", "promotion_decision")
     best = _output(run, "select_best_method", "best_method")
     assert best == table.loc[table["test_rougeL"].idxmax(), "method"] and decision["reason"] in promotion
+
+
+def test_tokenize_step_is_cached_across_learning_rates_and_reruns_for_a_new_max_length(tmp_path, zenml_client):
+    """Issue 19: the tokenized splits' cache key is data + tokenizer + max_length (+ template), not the training
+    parameters, and the dashboard shows them (their HTML page)."""
+    def config(learning_rate, max_length):
+        return _write(tmp_path, f"sft_{learning_rate}_{max_length}", {
+            "model": {"name": "sft_tokenize_cache"},
+            "parameters": {
+                "data": {"source": {"kind": "demo", "output_dir": str(tmp_path / "data"), "num_examples": 60}},
+                "sft": {"model": {"kind": "tiny_gpt2", **TINY}, "method": {"name": "full"},
+                        "training": {**TRAINING, "learning_rate": learning_rate, "max_length": max_length,
+                                     "max_steps": 4}},
+                "evaluation": {**EVALUATION, "num_samples": 2},
+            },
+        })
+
+    first = zenml_client.get_pipeline_run(_run("sft_training", config(5e-3, 48)).id)
+    tokenized = _output(first, "tokenize_instructions", "tokenized_train")
+    assert tokenized.stats["max_length"] == 48 and tokenized.rows == tokenized.load().num_rows > 0
+    artifact = first.steps["tokenize_instructions"].outputs["tokenized_train"][0]
+    assert artifact.run_metadata["truncation_rate"] == tokenized.stats["truncation_rate"]
+    pages = [v.uri for v in artifact.visualizations]
+    assert len(pages) == 1 and "truncation rate" in Path(pages[0]).read_text()
+
+    learning_rate = _statuses(zenml_client, _run("sft_training", config(1e-3, 48)).id)
+    assert learning_rate["tokenize_instructions"] == "cached" and learning_rate["train_sft_model"] == "completed"
+    max_length = _statuses(zenml_client, _run("sft_training", config(1e-3, 40)).id)
+    assert max_length["tokenize_instructions"] == "completed" and max_length["train_sft_model"] == "completed"
