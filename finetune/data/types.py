@@ -5,7 +5,7 @@ Ids are strings everywhere (MS MARCO ids are integers on disk; ranx and TREC too
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 Qrels = dict[str, dict[str, int]]
@@ -25,7 +25,8 @@ class RankingSet:
 
     Attributes:
         name: Human-readable name (shown in metadata and reports).
-        corpus: pid -> passage text.
+        corpus: pid -> passage text: a dict, or for collection files a
+            :class:`~finetune.data.collection.Collection` that reads the texts from the file when asked.
         queries: qid -> query text.
         qrels: Graded judgments for (a subset of) the queries.
         run: Candidate lists from a first stage (e.g. an official BM25 run file), or None.
@@ -33,7 +34,7 @@ class RankingSet:
     """
 
     name: str
-    corpus: dict[str, str]
+    corpus: Mapping[str, str]
     queries: dict[str, str]
     qrels: Qrels
     run: Run | None = None

@@ -76,7 +76,7 @@ def fingerprint_rag(params: RagDataParams) -> dict[str, str]:
     return {str(p): sha256_file(p, what) for p, what in zip(paths, expected, strict=True)}
 
 
-def load_rag_data(params: RagDataParams) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
+def load_rag_data(params: RagDataParams) -> tuple[Mapping[str, str], pd.DataFrame, pd.DataFrame]:
     """Corpus and the queries with intents, split into train and test queries.
 
     Returns:

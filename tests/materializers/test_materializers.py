@@ -17,6 +17,30 @@ def test_ranking_set_round_trips_in_official_formats(tmp_path, toy_ranking, zenm
     assert m.extract_metadata(data)["judgments"] == 9  # 3 + 2 + 2 + 2
 
 
+def test_a_collection_is_written_by_pid_and_loads_over_the_artifact_file(tmp_path, toy_ranking, zenml_client):
+    """An official-format collection comes back as a Collection reading the artifact's own collection.tsv."""
+    from finetune.data.collection import Collection
+    from finetune.data.msmarco import read_collection, write_collection
+
+    write_collection(toy_ranking.corpus, tmp_path / "source.tsv")
+    data = RankingSet("toy", read_collection(tmp_path / "source.tsv"), toy_ranking.queries, toy_ranking.qrels)
+    as_dict = RankingSet("toy", dict(toy_ranking.corpus), toy_ranking.queries, toy_ranking.qrels)
+    for name, ranking_set in (("collection", data), ("dict", as_dict), ("odd", None)):
+        (tmp_path / name).mkdir()
+        if ranking_set is not None:
+            RankingSetMaterializer(str(tmp_path / name)).save(ranking_set)
+    written = (tmp_path / "collection" / "collection.tsv").read_bytes()
+    assert written == (tmp_path / "dict" / "collection.tsv").read_bytes()
+
+    loaded = RankingSetMaterializer(str(tmp_path / "collection")).load(RankingSet)
+
+    assert isinstance(loaded.corpus, Collection) and loaded.corpus.path == tmp_path / "collection" / "collection.tsv"
+    assert loaded == as_dict
+    odd = RankingSet("odd", {"p1": "x", "2": "  "}, {"1": "q"}, {"1": {"p1": 1}})  # not an MS MARCO collection
+    RankingSetMaterializer(str(tmp_path / "odd")).save(odd)
+    assert RankingSetMaterializer(str(tmp_path / "odd")).load(RankingSet).corpus == {"2": "  ", "p1": "x"}
+
+
 def test_trec_run_is_a_real_run_file(tmp_path, zenml_client):
     run = TrecRun("bm25", {"q2": {"b": 1.0, "a": 1.0}, "q1": {"x": 0.1234567890123}})
     m = TrecRunMaterializer(str(tmp_path))

@@ -123,6 +123,11 @@ def test_readers_accept_crlf_q0_and_trailing_blank_lines(tmp_path):
         (read_trec_run, b"1 Q0 2 first 3.5 t\n", ":1: rank 'first' is not an integer"),
         (read_trec_run, b"1 Q0 p2 1 3.5 t\n", ":1: pid 'p2' is not a non-negative integer"),
         (
+            read_trec_run,
+            b"1 Q0 2 1 3.5 t\n2 Q0 3 1 2.5 t\n2 Q0 2 2 2.0 t\n1 Q0 2 3 1.0 t\n",
+            ":4: duplicate entry for qid 1 pid 2 (first on line 1)",
+        ),
+        (
             read_triples,
             b"q\tp\tn\nq\tp\n",
             ":2: expected 3 tab-separated columns (query, positive, negative)",

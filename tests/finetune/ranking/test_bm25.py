@@ -226,3 +226,31 @@ def test_chunk_size_does_not_change_the_counts():
 def test_count_terms_needs_bm25s_default_splitter():
     with pytest.raises(ValueError, match="default"):
         count_terms(Tokenizer(splitter=r"\w+"), ["some text"])
+
+
+@pytest.mark.parametrize("method", ["lucene", "bm25+"])
+def test_index_built_three_passages_at_a_time_is_the_same(monkeypatch, method):
+    """The counting sort fills each term's column across chunks: still bm25s's index, pair for pair."""
+    from finetune.ranking import bm25
+
+    monkeypatch.setattr(bm25, "CHUNK_PASSAGES", 3)
+    _, reference = _bm25s_index(EDGE_CORPUS, method, "english", "en")
+
+    ours = BM25Index(EDGE_CORPUS, k1=K1, b=B, method=method)
+
+    for part in ("data", "indices", "indptr"):
+        assert np.array_equal(ours._retriever.scores[part], reference.scores[part]), part
+
+
+def test_a_collection_file_indexes_and_retrieves_as_its_dict(tmp_path):
+    """Digit pids read from a collection.tsv (a Collection, texts left in the file) give the dict's run."""
+    from finetune.data.msmarco import read_collection, write_collection
+
+    corpus = {str(100 - i): text for i, text in enumerate(EDGE_CORPUS.values()) if "\n" not in text}
+    write_collection(corpus, tmp_path / "collection.tsv")
+    collection = read_collection(tmp_path / "collection.tsv")
+
+    run = BM25Index(collection).retrieve(QUERIES, k=5)
+
+    assert run == BM25Index(corpus).retrieve(QUERIES, k=5)
+    assert all(isinstance(pid, str) for scored in run.values() for pid in scored)
