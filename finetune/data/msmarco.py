@@ -455,7 +455,8 @@ def read_collection(path: PathLike) -> Collection:
 
     Returns:
         pid -> passage, in file order: a read-only mapping that keeps the texts in the file (see
-        :class:`~finetune.data.collection.Collection`), 30 bytes a passage instead of a dict's ~540 + text.
+        :class:`~finetune.data.collection.Collection`): 30 bytes a passage of arrays (60 of RSS measured at
+        1 M and 3 M passages) instead of a dict's ~540, text included.
 
     Raises:
         DataFormatError: Wrong column count, non-integer or duplicate pid, empty passage, blank line,
