@@ -85,9 +85,9 @@ lock:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Performance: ours vs the peer library, side by side; about 30 min on 2 cores (bench.perf_data_scale alone took
-# 13 min on a loaded machine: 100 k to 3 M passages, 2 repetitions, 1.6 GB of synthetic collections written once
-# into .cache/bench); rewrites BENCHMARKS.md's first part.
+# Performance: ours vs the peer library, side by side; rewrites BENCHMARKS.md's first part. It ran in ≤ 20 min on 2
+# cores before bench.perf_data_scale grew to 3 M passages; that bench alone now took 13 min on a loaded 2-core
+# machine (100 k to 3 M passages, 2 repetitions; 1.6 GB of synthetic collections are written once into .cache/bench).
 # bench.perf_chunked_loss (~10 min on 2 shared cores) is left out: `make bench PERF_BENCHES=chunked_loss` reruns it.
 PERF_BENCHES ?= rerank cross_encoder_training sft tokenize orchestration data_scale gpu_mfu gpu_ranking
 bench: $(STAMP)
