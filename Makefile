@@ -89,7 +89,8 @@ lint: $(STAMP)
 # cores before bench.perf_data_scale grew to 3 M passages; that bench alone now took 13 min on a loaded 2-core
 # machine (100 k to 3 M passages, 2 repetitions; 1.6 GB of synthetic collections are written once into .cache/bench).
 # bench.perf_chunked_loss (~10 min on 2 shared cores) is left out: `make bench PERF_BENCHES=chunked_loss` reruns it.
-# bench.perf_sft --model smollm2 (ours vs TRL on the real SmolLM2-135M) runs after them; PERF_SFT_SMOLLM2=0 skips it.
+# bench.perf_sft --model smollm2 (ours vs TRL on the real SmolLM2-135M) runs after them: 27 min on 2 cores shared at a
+# load average of 5-9 (2026-12-06), less on idle ones; PERF_SFT_SMOLLM2=0 skips it.
 PERF_BENCHES ?= rerank cross_encoder_training sft tokenize orchestration data_scale gpu_mfu gpu_ranking
 PERF_SFT_SMOLLM2 ?= 1
 bench: $(STAMP)
