@@ -110,6 +110,10 @@ bench-quality: $(STAMP) .zen
 	$(BIN)/python -m cli.show lm_distillation
 	$(BIN)/zenml pipeline run pipelines.generation.dpo_alignment -c configs/dpo_alignment_smollm2.yaml
 	$(BIN)/python -m cli.show dpo_alignment
+	$(BIN)/zenml pipeline run pipelines.generation.method_comparison -c configs/method_comparison_smollm2.yaml
+	$(BIN)/python -m cli.show method_comparison
+	$(BIN)/zenml pipeline run pipelines.generation.rlhf_training -c configs/rlhf_training_smollm2.yaml
+	$(BIN)/python -m cli.show rlhf_training
 	$(BIN)/python -m bench.run_seeds pipelines.ranking.cross_encoder_training configs/cross_encoder_training_msmarco.yaml --seeds 42 43 44
 	$(BIN)/python -m cli.show cross_encoder_training
 	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_training -c configs/dual_encoder_training_msmarco.yaml
