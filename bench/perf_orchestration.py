@@ -22,7 +22,7 @@ ran. Wrappers around ZenML's step launcher and runner split the overhead into ar
 step-run records) and the pipeline's own setup. Each run's process CPU time is recorded next to its wall time:
 on a shared machine the wall time grows with the background load, the CPU time much less.
 
-Run: ``python -m bench.perf_orchestration [--repetitions 3]``.
+Run: ``python -m bench.perf_orchestration [--repetitions 5]`` (the target is a median of ≥ 5).
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ separate.
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--note", default="", help="one sentence on the conditions (e.g. background load)")
     args = parser.parse_args()
 
