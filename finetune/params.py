@@ -545,7 +545,9 @@ class DualEncoderParams(Params):
     (a sentence-transformers ``Router`` with ``query`` and ``document`` routes), both starting from ``model``.
     ``loss``: ``mnrl`` (MultipleNegativesRankingLoss: softmax over the positive, the mined hard negatives and
     every other passage in the batch), or with teacher scores ``margin_mse`` (MarginMSE on the similarity
-    margins) and ``kl`` (DistillKLDivLoss over each query's candidates). ``scale`` multiplies similarities in
+    margins) and ``kl`` (DistillKLDivLoss over each query's candidates), or ``embedding_mse`` (a dual-encoder
+    teacher only: MSE between the student's and the teacher's embedding of every training query and passage,
+    sentence-transformers' ``MSELoss``, as its layer-reduction distillation does). ``scale`` multiplies similarities in
     MNRL (default 20 for cosine, whose range [-1, 1] is too flat for a softmax; 1 for dot products).
     ``keep_layers`` keeps only these transformer layers of the starting weights (0-based).
     """
@@ -554,7 +556,7 @@ class DualEncoderParams(Params):
     towers: Literal["shared", "separate"] = "shared"
     pooling: Literal["mean", "cls"] = "mean"
     similarity: Literal["dot", "cosine"] = "cosine"
-    loss: Literal["mnrl", "margin_mse", "kl"] = "mnrl"
+    loss: Literal["mnrl", "margin_mse", "kl", "embedding_mse"] = "mnrl"
     scale: float | None = Field(None, gt=0.0)
     temperature: float = Field(1.0, gt=0.0)
     keep_layers: tuple[int, ...] | None = None
@@ -637,8 +639,11 @@ class DualEncoderDistillationParams(Params):
 
     ``from_teacher: true`` starts from the teacher's encoder weights (``student.model`` is then ignored) with
     ``student.keep_layers`` (unset: every other layer); otherwise from ``student.model``. ``student.loss`` must be
-    ``margin_mse`` (MarginMSE on similarity margins) or ``kl`` (DistillKLDivLoss: KL between the teacher's and
-    the student's softmax over each query's positive and hard negatives, at ``student.temperature``).
+    ``margin_mse`` (MarginMSE on similarity margins), ``kl`` (DistillKLDivLoss: KL between the teacher's and
+    the student's softmax over each query's positive and hard negatives, at ``student.temperature``) or
+    ``embedding_mse`` (the student reproduces a dual-encoder teacher's embedding of every query and passage in
+    the teacher-scored groups: 384 targets per text instead of one score per pair; one shared tower, the
+    teacher's embedding size).
     """
 
     student: DualEncoderParams = Field(default_factory=lambda: DualEncoderParams(loss="margin_mse"))
@@ -647,7 +652,11 @@ class DualEncoderDistillationParams(Params):
     @model_validator(mode="after")
     def _distillation_loss(self) -> DualEncoderDistillationParams:
         if self.student.loss == "mnrl":
-            raise ValueError("student.loss: distillation learns from teacher scores; use 'margin_mse' or 'kl'")
+            raise ValueError("student.loss: distillation learns from the teacher; use 'margin_mse', 'kl' or "
+                             "'embedding_mse'")
+        if self.student.loss == "embedding_mse" and self.student.towers != "shared":
+            raise ValueError("student.towers: embedding_mse trains one tower on queries and passages alike; "
+                             "use towers: shared")
         return self
 
 

@@ -118,6 +118,15 @@ def no_unlabeled_without_teacher(data: RankingDataParams, pipeline: str) -> None
                          "cross_encoder_training with a teacher, or a distillation pipeline")
 
 
+def embedding_needs_dual_teacher(teacher: TeacherParams, distillation: DualEncoderDistillationParams) -> None:
+    """Refuse ``embedding_mse`` with a cross-encoder teacher spec (before any step runs; a registered teacher's
+    architecture is checked by ``distill_dual_encoder``)."""
+    if (distillation.student.loss == "embedding_mse" and teacher.architecture == "cross_encoder"
+            and not isinstance(teacher.model, RegisteredModel)):
+        raise ValueError("distillation.student.loss: embedding_mse learns a dual-encoder teacher's embeddings; "
+                         "teacher.architecture is cross_encoder (use margin_mse or kl)")
+
+
 def teacher_scores(data: RankingDataParams, teacher: TeacherParams, train_set, eval_set, retrieval, pairs,
                    fingerprints):
     """``teacher_scores`` (cached) of the mined groups and, with ``data.unlabeled``, of the unlabeled queries'
@@ -229,7 +238,9 @@ def dual_encoder_distillation(
     evaluation: RankingEvalParams = RankingEvalParams(),
     promotion: PromotionParams = PromotionParams(),
 ) -> None:
-    """Dual- or cross-encoder teacher scores (cached) → smaller bi-encoder student (MarginMSE or KL) → gate."""
+    """Dual- or cross-encoder teacher scores (cached) → smaller bi-encoder student (MarginMSE, KL, or the dual-encoder
+    teacher's embeddings) → gate."""
+    embedding_needs_dual_teacher(teacher, distillation)
     fingerprints = fingerprint_sources(data)
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)

@@ -36,6 +36,7 @@ from finetune.training import (
 logger = logging.getLogger(__name__)
 
 TEACHER_LOSSES = ("margin_mse", "kl")
+EMBEDDING_LOSS = "embedding_mse"
 
 
 def build_dual_encoder(base_path: str | Path, params: DualEncoderParams, device: str = "cpu",
@@ -96,6 +97,23 @@ def distillation_dataset(teacher_scores: pd.DataFrame):
     return Dataset.from_dict(columns)
 
 
+def embedding_dataset(frame: pd.DataFrame, teacher_dir: str | Path, device: str = "auto",
+                      max_length: int | None = None, batch_size: int = 64):
+    """Every distinct query and passage of ``frame`` → the dual-encoder teacher's embedding of it (``label``).
+
+    The teacher embeds queries with ``encode_query`` and passages with ``encode_document`` (the same tower unless
+    it has two); the student, one shared tower, learns to reproduce both (sentence-transformers' ``MSELoss``).
+    """
+    from datasets import Dataset
+
+    queries = frame["query"].drop_duplicates().tolist()
+    passages = frame["passage"].drop_duplicates().tolist()
+    teacher = load_dual_encoder(teacher_dir, device, max_length)
+    labels = np.concatenate([encode(teacher, queries, "query", batch_size).float().cpu().numpy(),
+                             encode(teacher, passages, "document", batch_size).float().cpu().numpy()])
+    return Dataset.from_dict({"text": queries + passages, "label": labels.tolist()})
+
+
 def to_dataset(frame: pd.DataFrame, loss: str):
     """Training rows for ``loss``: mined groups for ``mnrl``, teacher-scored groups for the distillation losses."""
     if loss == "mnrl":
@@ -105,6 +123,9 @@ def to_dataset(frame: pd.DataFrame, loss: str):
             raise ValueError(f"dual_encoder.loss '{loss}' learns from teacher scores; use the "
                              "dual_encoder_distillation pipeline (or loss: mnrl)")
         return distillation_dataset(frame)
+    if loss == EMBEDDING_LOSS:
+        raise ValueError("dual_encoder.loss 'embedding_mse' learns a dual-encoder teacher's embeddings; use the "
+                         "dual_encoder_distillation pipeline")
     raise ValueError(f"unknown dual-encoder loss '{loss}'")
 
 
@@ -122,6 +143,8 @@ def build_loss(model, params: DualEncoderParams):
         return losses.MarginMSELoss(model, similarity_fct=pairwise)
     if params.loss == "kl":
         return losses.DistillKLDivLoss(model, similarity_fct=pairwise, temperature=params.temperature)
+    if params.loss == EMBEDDING_LOSS:
+        return losses.MSELoss(model)
     raise ValueError(f"unknown dual-encoder loss '{params.loss}'")
 
 
@@ -194,8 +217,10 @@ def train_dual_encoder(
     base_path: str | Path | None = None,
     base_description: str | None = None,
     default_every_other: bool = False,
+    teacher_dir: str | Path | None = None,
 ) -> DualTrainResult:
-    """Train a bi-encoder on mined groups (``mnrl``) or teacher-scored groups (``margin_mse``/``kl``).
+    """Train a bi-encoder on mined groups (``mnrl``), teacher-scored groups (``margin_mse``/``kl``) or a
+    dual-encoder teacher's embeddings of the groups' queries and passages (``embedding_mse``).
 
     Args:
         frame: ``mine_hard_negatives`` rows, or the same rows with a ``teacher_score`` column.
@@ -204,17 +229,32 @@ def train_dual_encoder(
         base_path: Start from this model directory (a teacher) instead of ``params.model``.
         base_description: One line naming ``base_path`` for metadata.
         default_every_other: Keep every other layer when ``params.keep_layers`` is unset.
+        teacher_dir: The dual-encoder teacher whose embeddings ``embedding_mse`` learns.
     """
     from sentence_transformers import SentenceTransformerTrainer
 
     out = Path(output_dir)
     placement = resolve_placement(params.training.device, params.training.precision)
-    dataset = to_dataset(frame, params.loss)
+    if params.loss == EMBEDDING_LOSS:
+        if teacher_dir is None:
+            raise ValueError("student.loss embedding_mse needs the teacher's model directory")
+        dataset = embedding_dataset(frame, teacher_dir, placement.device, params.training.max_length)
+    else:
+        dataset = to_dataset(frame, params.loss)
     texts = frame["query"].drop_duplicates().tolist() + frame["passage"].drop_duplicates().tolist()
     path, description, kept = prepare_base(params, out, texts, base_path, base_description, default_every_other)
     trusted = base_path is None and getattr(params.model, "trust_remote_code", False)  # a teacher is our own save
     seed_before_building(params.training.seed)
     model = build_dual_encoder(path, params, device=placement.device, trust_remote_code=trusted)
+    if params.loss == EMBEDDING_LOSS and model.get_embedding_dimension() != len(dataset[0]["label"]):
+        raise ValueError(f"student.loss embedding_mse: the student embeds in {model.get_embedding_dimension()} "
+                         f"dimensions, the teacher in {len(dataset[0]['label'])}; start from the teacher "
+                         "(from_teacher: true) or a model of the same width")
+    if params.loss == EMBEDDING_LOSS and params.similarity == "cosine":
+        norms = np.linalg.norm(np.asarray(dataset[:256]["label"]), axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-3):
+            raise ValueError(f"student.similarity: cosine normalises the student's embeddings, but the teacher's are "
+                             f"not unit length (norm {norms.mean():.3g}); use similarity: dot to learn them")
     plan = checkpoint_plan("dual_encoder", params.training.checkpoints, params, frame, path)
     trainer = SentenceTransformerTrainer(
         model=model,

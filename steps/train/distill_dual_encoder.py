@@ -22,12 +22,18 @@ def distill_dual_encoder(
     Annotated[ModelDirectory, ArtifactConfig(name="model_dir", artifact_type=ArtifactType.MODEL)],
     Annotated[list[dict], "training_log"],
 ]:
-    """Train a smaller bi-encoder on the teacher's scores (MarginMSE on similarity margins, or KL)."""
+    """Train a smaller bi-encoder on the teacher's scores (MarginMSE on similarity margins, or KL) or on a
+    dual-encoder teacher's embeddings (``embedding_mse``)."""
+    embedding = distillation.student.loss == "embedding_mse"
+    if embedding and teacher_model_dir.kind != "dual_encoder":
+        raise ValueError(f"distillation.student.loss: embedding_mse learns a dual-encoder teacher's embeddings; "
+                         f"this teacher is a {teacher_model_dir.kind} (use margin_mse or kl)")
     workdir = Path(tempfile.mkdtemp(prefix="dual_student_"))
     base = teacher_model_dir.path if distillation.from_teacher else None
     result = train_dual_encoder(teacher_scores, distillation.student, workdir, base_path=base,
                                 base_description=f"teacher ({teacher_model_dir.base_model})",
-                                default_every_other=distillation.from_teacher)
+                                default_every_other=distillation.from_teacher,
+                                teacher_dir=teacher_model_dir.path if embedding else None)
     record({
         "num_parameters": result.num_parameters,
         "teacher_num_parameters": teacher_model_dir.num_parameters,

@@ -45,3 +45,15 @@ def test_spec_teacher_to_half_depth_student(tmp_path, zenml_client):
     assert stats["teacher_num_parameters"] == teacher.num_parameters
     lineage = zenml_client.get_model_version(model_name, 1).run_metadata["teacher"]
     assert lineage["model"] == teacher.base_model and lineage["architecture"] == "dual_encoder"
+
+
+def test_embedding_mse_with_a_cross_encoder_teacher_spec_is_refused_before_any_step():
+    from finetune.params import DualEncoderDistillationParams, TeacherParams
+    from pipelines.ranking import embedding_needs_dual_teacher
+
+    distillation = DualEncoderDistillationParams(student={"loss": "embedding_mse"})
+    with pytest.raises(ValueError, match="teacher.architecture is cross_encoder"):
+        embedding_needs_dual_teacher(TeacherParams(architecture="cross_encoder"), distillation)
+    embedding_needs_dual_teacher(TeacherParams(architecture="dual_encoder"), distillation)
+    registered = TeacherParams(model={"kind": "registered", "name": "reranker"}, architecture="cross_encoder")
+    embedding_needs_dual_teacher(registered, distillation)  # its architecture is known only at run time

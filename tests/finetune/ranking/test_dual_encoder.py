@@ -86,6 +86,32 @@ def test_teacher_losses_need_teacher_scores():
         "query", "positive", "negative_1", "negative_2"]
 
 
+def test_embedding_mse_golden_value(tiny_base):
+    """Student embedding (1, 2), teacher's (0, 4): MSE over the dimensions = (1² + 2²) / 2 = 2.5."""
+    params = DualEncoderParams(similarity="dot", loss="embedding_mse")
+    loss = de.build_loss(de.build_dual_encoder(tiny_base, params), params)
+    value = loss.compute_loss_from_embeddings([torch.tensor([[1.0, 2.0]])], torch.tensor([[0.0, 4.0]]))
+    assert value.item() == pytest.approx(2.5)
+
+
+def test_embedding_dataset_holds_the_teachers_embedding_of_each_distinct_text(tiny_base):
+    """One row per distinct query, then per distinct passage; each label is the teacher's own embedding."""
+    params = DualEncoderParams(similarity="cosine")
+    teacher = de.build_dual_encoder(tiny_base, params)
+    teacher_dir = tiny_base.parent / "embedding_teacher"
+    teacher.save_pretrained(str(teacher_dir))
+    frame = _groups(n_groups=3, negatives=2)
+    dataset = de.embedding_dataset(frame, teacher_dir, device="cpu", max_length=32)
+    assert dataset.column_names == ["text", "label"]
+    assert dataset["text"][:3] == [f"capital city number {g}" for g in range(3)]
+    assert len(dataset) == 3 + 9
+    expected = teacher.encode(["a river 1 1 flows south"], convert_to_tensor=True)[0]
+    row = dataset["text"].index("a river 1 1 flows south")
+    assert torch.allclose(torch.tensor(dataset[row]["label"]), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="dual_encoder_distillation"):
+        de.to_dataset(frame, "embedding_mse")
+
+
 @pytest.mark.parametrize("towers", ["shared", "separate"])
 def test_training_changes_weights_and_lowers_the_loss(tmp_path, towers):
     """All 8 groups form one batch, so each of the 6 steps sees the same batch and its loss must fall."""

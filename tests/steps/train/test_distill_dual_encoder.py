@@ -53,3 +53,46 @@ def test_a_student_of_its_own_ignores_the_teachers_weights(scored, monkeypatch):
     model_dir, _ = distill_dual_encoder.entrypoint(pairs, teacher, params)
     assert recorded[0]["kept_layers"] is None and "teacher" not in model_dir.base_model
     assert "tiny_bert" in model_dir.base_model
+
+
+def test_embedding_mse_student_learns_the_teachers_embeddings(scored, monkeypatch):
+    """One row per distinct query and passage; the student's embeddings move towards the teacher's."""
+    import numpy as np
+
+    from finetune.ranking.dual_encoder import load_dual_encoder
+
+    recorded = []
+    monkeypatch.setattr(module, "record", recorded.append)
+    pairs, teacher = scored
+    training = TRAINING.model_copy(update={"max_steps": 30, "per_device_batch_size": 64, "learning_rate": 1e-3})
+    # the toy teacher does not normalise its embeddings, so neither may the student (cosine would)
+    params = DualEncoderDistillationParams(student={"loss": "embedding_mse", "similarity": "dot",
+                                                    "training": training})
+    model_dir, log = distill_dual_encoder.entrypoint(pairs, teacher, params)
+    texts = pairs["query"].drop_duplicates().tolist() + pairs["passage"].drop_duplicates().tolist()
+    assert recorded[0]["train_examples"] == len(texts) and recorded[0]["kept_layers"] == [0, 2]
+    losses = [e["loss"] for e in log if "loss" in e]
+    assert len(losses) == 30 and sum(losses[-5:]) < sum(losses[:5])  # all texts in every batch; dropout adds noise
+    target = load_dual_encoder(teacher.path, "cpu").encode(texts)
+    student = load_dual_encoder(model_dir.path, "cpu").encode(texts)
+    assert np.mean((student - target) ** 2) < losses[0]  # closer to the teacher than the first batch was
+
+
+def test_embedding_mse_cosine_student_refuses_a_teacher_that_does_not_normalise(scored):
+    pairs, teacher = scored
+    params = DualEncoderDistillationParams(student={"loss": "embedding_mse", "training": TRAINING})
+    with pytest.raises(ValueError, match="use similarity: dot"):
+        distill_dual_encoder.entrypoint(pairs, teacher, params)
+
+
+def test_embedding_mse_refuses_a_cross_encoder_teacher(scored):
+    pairs, teacher = scored
+    cross = ModelDirectory(teacher.path, "cross_encoder", teacher.base_model, teacher.num_parameters)
+    params = DualEncoderDistillationParams(student={"loss": "embedding_mse", "training": TRAINING})
+    with pytest.raises(ValueError, match="this teacher is a cross_encoder"):
+        distill_dual_encoder.entrypoint(pairs, cross, params)
+
+
+def test_embedding_mse_needs_one_shared_tower():
+    with pytest.raises(ValueError, match="towers: shared"):
+        DualEncoderDistillationParams(student={"loss": "embedding_mse", "towers": "separate"})
