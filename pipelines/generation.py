@@ -278,8 +278,8 @@ def rlhf_training(
 def rag_intent(data: RagDataParams, rag: RagParams, promotion: PromotionParams = PromotionParams()) -> None:
     """RAG intent generation: corpus + queries → top-k passages (BM25, or a dual encoder given as a spec or a
     registered version) → prompt with the query and its passages → intent from a causal LM fine-tuned on the train
-    queries, or from an OpenAI-compatible endpoint (key from a ZenML secret) → retrieval recall and ROUGE → HTML
-    report."""
+    queries, or from an OpenAI-compatible endpoint (key from a ZenML secret) → retrieval recall and ROUGE (a local
+    generator also before fine-tuning, the gate's baseline with a per-query paired test) → HTML report."""
     fingerprints = fingerprint_rag_sources(data)
     corpus, train_queries, test_queries = load_rag_queries(data, fingerprints)
     retriever, retriever_dir, retriever_fingerprints = rag.retriever, None, None
@@ -292,17 +292,23 @@ def rag_intent(data: RagDataParams, rag: RagParams, promotion: PromotionParams =
             retriever_dir = prepare_retriever(retriever, corpus, train_queries, retriever_fingerprints)
     train, test, retrieval_metrics = retrieve_passages(corpus, train_queries, test_queries, rag, retriever_dir,
                                                        retriever_fingerprints)
-    model_dir = None
+    model_dir = untuned = untuned_per_example = None
     if rag.generator.kind == "local":
         generator = rag.generator.sft.model
         base_model_dir = prepare_causal_lm(generator, train,
                                            model_fingerprints=role_fingerprints("generator_base", generator))
         model_dir, _ = train_intent_generator(base_model_dir, train, rag.generator)
+        # the baseline: the same generator before fine-tuning, on the same prompts
+        untuned, _, untuned_per_example = generate_intents(test, retrieval_metrics, rag, base_model_dir,
+                                                           prefix="untuned_", id="generate_intents_untuned")
     metrics, samples, per_example = generate_intents(test, retrieval_metrics, rag, model_dir)
     generator_base = rag.generator.sft.model if rag.generator.kind == "local" else None
     decision = generation_gate(metrics, fingerprints, promotion, "test_rougeL",
-                               {"retriever": retriever.model, "generator_base": generator_base}, per_item=per_example)
-    build_rag_report(metrics, samples, promotion_decision=decision)
+                               {"retriever": retriever.model, "generator_base": generator_base},
+                               baseline_metric=None if untuned is None else "untuned_test_rougeL",
+                               other_metrics=None if untuned is None else [untuned], per_item=per_example,
+                               baseline_per_item=untuned_per_example)
+    build_rag_report(metrics, samples, promotion_decision=decision, baseline_metrics=untuned)
 
 
 @pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)

@@ -29,13 +29,25 @@ def rlhf_report(reward_model_metrics: Mapping[str, float], before: Mapping[str, 
     return render_report("RLHF: reward model and RL", sections)
 
 
-def rag_report(metrics: Mapping[str, float], samples: Sequence[Mapping[str, object]]) -> str:
+def rag_report(metrics: Mapping[str, float], samples: Sequence[Mapping[str, object]],
+               baseline: Mapping[str, float] | None = None) -> str:
     """Retrieval recall and generation metrics in one table and one chart, then sample intents (worst ROUGE-L
-    first). The chart shows the metrics on a 0-1 scale (recall, ROUGE); BLEU (0-100) stays in the table."""
-    sections = [("Metrics", html_table([{"metric": k, "value": v} for k, v in metrics.items()]))]
+    first). The chart shows the metrics on a 0-1 scale (recall, ROUGE); BLEU (0-100) stays in the table.
+    ``baseline`` holds the untuned generator's metrics (``untuned_test_rougeL``, ...): a second table column and
+    a second bar per generation metric."""
+    baseline = baseline or {}
+    rows = [{"metric": k, "value": v, **({"untuned generator": baseline.get(f"untuned_{k}")} if baseline else {})}
+            for k, v in metrics.items()]
+    sections = [("Metrics", html_table(rows))]
     fractions = {k: v for k, v in metrics.items() if not k.endswith("_bleu")}
+    if baseline:  # only the metrics both have: the generation metrics (recall is the retriever's)
+        fractions = {k: v for k, v in fractions.items() if f"untuned_{k}" in baseline}
+        bars = {"fine-tuned generator": fractions,
+                "untuned generator": {k: baseline[f"untuned_{k}"] for k in fractions}}
+    else:
+        bars = {"generated intents": fractions}
     if fractions:
-        sections.append(("Recall and ROUGE", image_tag(plot_metric_bars({"generated intents": fractions}),
+        sections.append(("Recall and ROUGE", image_tag(plot_metric_bars(bars),
                                                        "retrieval recall and ROUGE of the generated intents")))
     sections.append(("Sample intents (worst ROUGE-L first)", html_table(list(samples))))
     return render_report("RAG intent generation", sections)

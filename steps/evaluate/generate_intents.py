@@ -32,6 +32,7 @@ def generate_intents(
     retrieval_metrics: dict[str, float],
     rag: RagParams,
     model_dir: ModelDirectory | None = None,
+    prefix: str = "",
 ) -> tuple[
     Annotated[dict[str, float], "metrics"],
     Annotated[pd.DataFrame, "sample_generations"],
@@ -39,7 +40,10 @@ def generate_intents(
 ]:
     """Generate every test query's intent (the fine-tuned local model, or the HTTP endpoint) from its prompt;
     ROUGE-1/2/L and BLEU against the reference intents, with the retrieval recall, in ``metrics``; each query's
-    ROUGE-L keyed by its prompt in ``per_item_rougeL`` (for the promotion gate's paired test)."""
+    ROUGE-L keyed by its prompt in ``per_item_rougeL`` (for the promotion gate's paired test).
+
+    ``prefix`` names a baseline's metrics (``untuned_`` for the generator before fine-tuning, given as
+    ``model_dir``): its generation metrics only, without the retrieval recall it shares with the candidate."""
     prompts, references = test_examples["prompt"].tolist(), test_examples["response"].tolist()
     generator = rag.generator
     if isinstance(generator, HttpGenerator):
@@ -49,7 +53,8 @@ def generate_intents(
             raise ValueError("a local generator needs its trained model_dir")
         predictions = generate_local(model_dir.path, prompts, generator.template, rag.max_new_tokens, rag.batch_size,
                                      resolve_device(rag.device))
-    metrics = {**retrieval_metrics, **generation_metrics(predictions, references, "test")}
+    generated = {f"{prefix}{k}": v for k, v in generation_metrics(predictions, references, "test").items()}
+    metrics = generated if prefix else {**retrieval_metrics, **generated}
     record(metrics)
     rows = sample_table(prompts, references, predictions, rag.num_samples)
     rouge_l = rouge_scores(predictions, references, ("rougeL",))["rougeL"]

@@ -68,8 +68,9 @@ def test_rlhf_training_reward_model_and_policy(tmp_path, zenml_client):
 
 
 def test_rag_intent_local_generator_with_a_dual_encoder(tmp_path, zenml_client):
+    model_name = f"rag_{uuid.uuid4().hex[:8]}"
     run = _run("rag_intent", tmp_path, {
-        "model": {"name": f"rag_{uuid.uuid4().hex[:8]}"},
+        "model": {"name": model_name},
         "parameters": {
             "data": {"source": {"kind": "demo", "output_dir": str(tmp_path / "rag"), "num_queries": 40,
                                 "passages_per_query": 4}},
@@ -97,6 +98,13 @@ def test_rag_intent_local_generator_with_a_dual_encoder(tmp_path, zenml_client):
     assert len(samples) == 10 and samples["rougeL"].is_monotonic_increasing
     report = _output(run, "build_rag_report", "report")
     assert f"{metrics['test_rougeL']:.4f}" in report and "test_recall@2" in report
+    # the baseline: the same generator before fine-tuning, on the same prompts, tested per query by the gate
+    untuned = _output(run, "generate_intents_untuned", "metrics")
+    assert set(untuned) == {"untuned_test_rouge1", "untuned_test_rouge2", "untuned_test_rougeL", "untuned_test_bleu"}
+    assert f"{untuned['untuned_test_rougeL']:.4f}" in report
+    gate = zenml_client.get_model_version(model_name, 1).run_metadata
+    assert gate["untuned_test_rougeL"] == pytest.approx(untuned["untuned_test_rougeL"])
+    assert 0.0 <= gate["p_value_test_rougeL"] <= 1.0
 
 
 class _Stub(BaseHTTPRequestHandler):

@@ -79,6 +79,25 @@ def test_generate_intents_over_http_with_the_key_from_the_environment(toy_rankin
     assert per_item == {item_key("p || capital of italy"): 1.0, item_key("p || capital of spain"): 1.0}
 
 
+def test_a_prefixed_baseline_names_its_generation_metrics_only(toy_ranking, monkeypatch):
+    """``prefix="untuned_"`` (the generator before fine-tuning): generation metrics under that prefix, no recall."""
+    monkeypatch.setenv("STEP_TEST_KEY", KEY)
+    server = HTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rag = RagParams(retriever={"k": 1}, prompt_template="{passages} || {query}",
+                        generator={"kind": "http", "base_url": f"http://127.0.0.1:{server.server_port}",
+                                   "model": "m", "api_key_env": "STEP_TEST_KEY"})
+        examples = pd.DataFrame({"prompt": ["p || capital of italy"], "response": ["find the capital of italy"]})
+        metrics, _, per_item = generate_intents.entrypoint(examples, {"test_recall@1": 0.5}, rag, prefix="untuned_")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert set(metrics) == {"untuned_test_rouge1", "untuned_test_rouge2", "untuned_test_rougeL", "untuned_test_bleu"}
+    assert metrics["untuned_test_rougeL"] == pytest.approx(1.0)
+    assert per_item == {item_key("p || capital of italy"): 1.0}
+
+
 def test_local_generator_needs_its_model(toy_ranking):
     rag = RagParams(generator={"kind": "local", "sft": {"model": {"kind": "tiny_gpt2"}}})
     examples = pd.DataFrame({"prompt": ["p"], "response": ["r"]})

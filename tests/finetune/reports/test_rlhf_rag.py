@@ -18,3 +18,10 @@ def test_rag_report_escapes_sample_text():
                       [{"prompt": "<b>q</b>", "reference": "find x", "generated": "find y", "rougeL": 0.5}])
     assert "test_recall@3" in page and "0.2500" in page
     assert "&lt;b&gt;q&lt;/b&gt;" in page and "<b>q</b>" not in page
+
+
+def test_rag_report_shows_the_untuned_generator_beside_the_fine_tuned_one():
+    page = rag_report({"test_recall@3": 0.5, "test_rougeL": 0.25, "test_bleu": 12.0},
+                      [{"prompt": "q", "rougeL": 0.25}], {"untuned_test_rougeL": 0.125, "untuned_test_bleu": 3.0})
+    assert "untuned generator" in page and "0.1250" in page and "3.0000" in page
+    assert page.count("data:image/png;base64,") == 1
