@@ -221,7 +221,7 @@ def test_distillation_parameters():
     teacher = TeacherParams.model_validate({"model": {"kind": "registered", "name": "reranker", "version": "3"}})
     assert teacher.model == RegisteredModel(name="reranker", version="3")
     assert TeacherParams.model_validate({"model": {"kind": "registered", "name": "r"}}).model.version == "production"
-    with pytest.raises(ValidationError, match="use 'margin_mse' or 'kl'"):
+    with pytest.raises(ValidationError, match="use 'margin_mse', 'kl' or 'embedding_mse'"):
         DualEncoderDistillationParams.model_validate({"student": {"loss": "mnrl"}})
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         CrossEncoderDistillationParams.model_validate({"keep_layer": [0]})
