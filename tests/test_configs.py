@@ -220,7 +220,6 @@ NO_PER_ITEM = ("promotion.require_significance: this pipeline has no per-item va
     ("retraining", {"family": "dual_encoder_training", "dual_encoder": {"loss": "margin_mse"}},
      TEACHER_LOSS.format("margin_mse")),
     ("dpo_alignment", {"promotion": {"require_significance": True}}, NO_BASELINE.format("test_preference_accuracy")),
-    ("rag_intent", {"promotion": {"require_significance": True}}, NO_BASELINE.format("test_rougeL")),
     ("method_comparison", {"promotion": {"require_significance": True}}, NO_BASELINE.format("test_rougeL")),
     ("sft_training", {"promotion": {"require_significance": True}, "primary_metric": "test_bleu"},
      NO_PER_ITEM.format("test_bleu", "few_shot_test_bleu")),
@@ -241,6 +240,18 @@ def test_a_pipelines_own_rule_is_one_line_before_anything_runs(tmp_path, pipelin
     ("causal_lm_training", {"promotion": {"require_significance": True}}),
     ("rlhf_training", {"promotion": {"require_significance": True}}),
     ("cross_encoder_training", {"promotion": {"require_significance": True}}),
+    ("rag_intent", {"promotion": {"require_significance": True}}),  # a local generator: the untuned one
 ])
 def test_what_those_rules_leave_alone_still_validates(tmp_path, pipeline, changes):
     assert validate_config(_demo_with(tmp_path, pipeline, **changes)) == []
+
+
+def test_rag_intent_with_an_http_generator_has_no_baseline_to_test_against(tmp_path):
+    import yaml
+
+    path = _demo_with(tmp_path, "rag_intent", promotion={"require_significance": True})
+    config = yaml.safe_load(path.read_text())
+    config["parameters"]["rag"]["generator"] = {"kind": "http", "base_url": "http://127.0.0.1:1", "model": "m",
+                                                "api_key_env": "RAG_TEST_KEY"}
+    path.write_text(yaml.safe_dump(config))
+    assert validate_config(path) == [f"{path}: {NO_BASELINE.format('test_rougeL')}"]
