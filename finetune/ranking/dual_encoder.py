@@ -239,6 +239,11 @@ def train_dual_encoder(
         if teacher_dir is None:
             raise ValueError("student.loss embedding_mse needs the teacher's model directory")
         dataset = embedding_dataset(frame, teacher_dir, placement.device, params.training.max_length)
+        if params.similarity == "cosine":  # checked before the student's base is written
+            norms = np.linalg.norm(np.asarray(dataset[:256]["label"]), axis=1)
+            if not np.allclose(norms, 1.0, atol=1e-3):
+                raise ValueError(f"student.similarity: cosine normalises the student's embeddings, but the teacher's "
+                                 f"are not unit length (norm {norms.mean():.3g}); use similarity: dot to learn them")
     else:
         dataset = to_dataset(frame, params.loss)
     texts = frame["query"].drop_duplicates().tolist() + frame["passage"].drop_duplicates().tolist()
@@ -250,11 +255,6 @@ def train_dual_encoder(
         raise ValueError(f"student.loss embedding_mse: the student embeds in {model.get_embedding_dimension()} "
                          f"dimensions, the teacher in {len(dataset[0]['label'])}; start from the teacher "
                          "(from_teacher: true) or a model of the same width")
-    if params.loss == EMBEDDING_LOSS and params.similarity == "cosine":
-        norms = np.linalg.norm(np.asarray(dataset[:256]["label"]), axis=1)
-        if not np.allclose(norms, 1.0, atol=1e-3):
-            raise ValueError(f"student.similarity: cosine normalises the student's embeddings, but the teacher's are "
-                             f"not unit length (norm {norms.mean():.3g}); use similarity: dot to learn them")
     plan = checkpoint_plan("dual_encoder", params.training.checkpoints, params, frame, path)
     trainer = SentenceTransformerTrainer(
         model=model,
