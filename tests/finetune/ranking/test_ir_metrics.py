@@ -106,7 +106,7 @@ def test_bpref_equals_ranx_query_by_query(cases):
             level = int(name.split("-l")[1]) if "-l" in name else 1
             try:
                 reference = _ranx({qid: qrels[qid]}, {qid: run[qid]}, [name])
-            except ZeroDivisionError:
+            except (ZeroDivisionError, SystemError):  # numba may re-raise it wrapped in a SystemError
                 assert max(qrels[qid].values()) < level, f"ranx raised for {name} {qid}, which has a relevant doc"
                 assert ours[name][qid] == 0.0, f"{name} {qid}: {ours[name][qid]} != 0 (no relevant judgment)"
                 continue
