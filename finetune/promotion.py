@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.stats
 
 from finetune.params import PromotionParams
 from finetune.ranking.metrics import paired_p_value
@@ -66,6 +67,31 @@ def compare_paired(
     prod = np.array([production[item] for item in shared], dtype=np.float64)
     return PairedComparison(len(shared), float(cand.mean()), float(prod.mean()),
                             paired_p_value(cand, prod, stat_test=stat_test))
+
+
+def paired_difference(candidate: Mapping[str, float], baseline: Mapping[str, float], name: str,
+                      log: bool = False) -> dict[str, float]:
+    """Mean per-item difference candidate − baseline on the items both were evaluated on, its 95 % t interval and
+    the paired t-test's p: ``<name>``, ``<name>_ci_low``, ``<name>_ci_high``, ``<name>_p``, ``<name>_n``. With
+    ``log`` the values are compared as logarithms (per-window perplexities: the difference of mean NLLs). Empty
+    when fewer than two items are shared.
+
+    Example: candidate 0.5, 0.6, 0.7, baseline 0.1, 0.3, 0.2 → differences 0.4, 0.3, 0.5: mean 0.4, standard
+    error 0.1/√3 = 0.0577, t(0.975, 2) = 4.303 → interval 0.4 ± 0.2484 = [0.1516, 0.6484], p = 0.0202.
+    """
+    shared = sorted(set(candidate) & set(baseline))
+    if len(shared) < 2:
+        return {}
+    cand = np.array([candidate[item] for item in shared], dtype=np.float64)
+    base = np.array([baseline[item] for item in shared], dtype=np.float64)
+    if log:
+        cand, base = np.log(cand), np.log(base)
+    diff = cand - base
+    mean, half = float(diff.mean()), 0.0
+    if diff.std(ddof=1) > 0:
+        half = float(scipy.stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
+    return {name: mean, f"{name}_ci_low": mean - half, f"{name}_ci_high": mean + half,
+            f"{name}_p": paired_p_value(cand, base), f"{name}_n": float(len(diff))}
 
 
 def baseline_significance(metric: str, candidate: Mapping[str, float], baseline: Mapping[str, float],
@@ -205,16 +231,19 @@ def decide_promotion(
     return PromotionDecision(True, reason=f"{numbers} < alpha {params.alpha}{direction}{against}", **common)
 
 
-def best_method(rows: list[Mapping[str, object]], metric: str) -> tuple[str, dict[str, float]]:
+def best_method(rows: list[Mapping[str, object]], metric: str, exclude: tuple[str, ...] = ("untuned",)
+                ) -> tuple[str, dict[str, float]]:
     """The method whose ``metric`` is best (in its direction) and the metrics to register for it.
 
-    The returned metrics are the best row's numbers under their own names (``test_rougeL``) plus every method's
-    ``<method>_<key>`` numbers, so the version records the whole comparison it won.
+    The returned metrics are the best row's numbers under their own names (``test_rougeL``) plus every row's
+    ``<method>_<key>`` numbers, so the version records the whole comparison it won. Rows named in ``exclude``
+    (the untuned base model, a baseline and not a candidate) are never chosen but their numbers are recorded:
+    ``untuned_test_rougeL`` is what the gate compares the winner with.
 
     Raises:
-        ValueError: No rows, or no row has ``metric``.
+        ValueError: No rows, or no candidate row has ``metric``.
     """
-    scored = [row for row in rows if isinstance(row.get(metric), int | float)]
+    scored = [row for row in rows if isinstance(row.get(metric), int | float) and row.get("method") not in exclude]
     if not scored:
         raise ValueError(f"no method has {metric}; measured: {sorted({k for row in rows for k in row})}")
     sign = 1.0 if higher_is_better(metric) else -1.0

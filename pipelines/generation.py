@@ -173,7 +173,9 @@ def method_comparison(
 ) -> None:
     """Every configured method fine-tunes the same base model on the same data and budget; each is evaluated the
     same way, and one table and chart compare trainable parameters, memory, time, tokens/s, loss and metrics.
-    The examples are tokenized once for all methods."""
+    The untuned base model is evaluated the same way first: it is the table's first row, every method's paired
+    comparison (per test prompt / per scored window) is against it, and the gate requires the best method to beat
+    it. The examples are tokenized once for all methods."""
     fingerprints = fingerprint_instructions(data)
     train, validation, test = load_instructions(data, fingerprints)
     quantize = any(m.name == "qlora" for m in comparison.methods)
@@ -184,22 +186,39 @@ def method_comparison(
     mc_test = None
     if mc_data is not None:
         _, mc_test = load_multiple_choice(mc_data, fingerprint_multiple_choice(mc_data))
-    results = None
+
+    def evaluate(model_dir, name):
+        perplexity, per_window = evaluate_perplexity(model_dir, test, evaluation, template=data.template,
+                                                     id=f"perplexity_{name}")
+        metrics, _, per_example = evaluate_generations(model_dir, test, evaluation, template=data.template,
+                                                       id=f"generate_{name}")
+        mc_metrics = None if mc_test is None else evaluate_multiple_choice(model_dir, mc_test, evaluation,
+                                                                           id=f"multiple_choice_{name}")
+        return perplexity, per_window, metrics, per_example, mc_metrics
+
+    untuned_perplexity, untuned_windows, untuned_metrics, untuned_examples, untuned_mc = evaluate(base_model_dir,
+                                                                                                  "untuned")
+    results, per_item = collect_method_result("untuned", {"trainable_parameters": 0, "train_seconds": 0.0},
+                                              untuned_perplexity, untuned_metrics, untuned_mc,
+                                              per_item_rougeL=untuned_examples, id="collect_untuned")
     for method in comparison.methods:
         name = method.name
         model_dir, _, stats = train_sft_model(base_model_dir, tokenized_train, tokenized_validation,
                                               comparison.sft_params(method), id=f"train_{name}")
-        perplexity, _ = evaluate_perplexity(model_dir, test, evaluation, template=data.template,
-                                            id=f"perplexity_{name}")
-        metrics, _, _ = evaluate_generations(model_dir, test, evaluation, template=data.template,
-                                             id=f"generate_{name}")
-        mc_metrics = None if mc_test is None else evaluate_multiple_choice(model_dir, mc_test, evaluation,
-                                                                           id=f"multiple_choice_{name}")
-        results = collect_method_result(name, stats, perplexity, metrics, mc_metrics, results, id=f"collect_{name}")
-    best_metrics, _ = select_best_method(results, primary_metric)
+        perplexity, per_window, metrics, per_example, mc_metrics = evaluate(model_dir, name)
+        results, per_item = collect_method_result(
+            name, stats, perplexity, metrics, mc_metrics, results, per_item_rougeL=per_example,
+            per_item_perplexity=per_window, baseline_per_item_rougeL=untuned_examples,
+            baseline_per_item_perplexity=untuned_windows, previous_per_item=per_item, id=f"collect_{name}")
+    best_metrics, best, best_per_item = select_best_method(results, primary_metric, per_item)
+    paired = primary_metric == "test_rougeL"  # the metric the evaluators measure per example
     decision = generation_gate(best_metrics, fingerprints, promotion, primary_metric,
-                               {"base_model": comparison.model})
-    build_method_comparison_report(results, promotion_decision=decision)
+                               {"base_model": comparison.model},
+                               baseline_metric=f"untuned_{primary_metric}" if primary_metric.startswith("test_")
+                               else None,
+                               per_item=best_per_item if paired else None,
+                               baseline_per_item=untuned_examples if paired else None)
+    build_method_comparison_report(results, promotion_decision=decision, method_per_item=per_item, best_method=best)
 
 
 @pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)

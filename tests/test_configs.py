@@ -220,7 +220,8 @@ NO_PER_ITEM = ("promotion.require_significance: this pipeline has no per-item va
     ("retraining", {"family": "dual_encoder_training", "dual_encoder": {"loss": "margin_mse"}},
      TEACHER_LOSS.format("margin_mse")),
     ("dpo_alignment", {"promotion": {"require_significance": True}}, NO_BASELINE.format("test_preference_accuracy")),
-    ("method_comparison", {"promotion": {"require_significance": True}}, NO_BASELINE.format("test_rougeL")),
+    ("method_comparison", {"promotion": {"require_significance": True}, "primary_metric": "validation_loss"},
+     NO_BASELINE.format("validation_loss")),  # a training measurement: the untuned model has none
     ("sft_training", {"promotion": {"require_significance": True}, "primary_metric": "test_bleu"},
      NO_PER_ITEM.format("test_bleu", "few_shot_test_bleu")),
     ("lm_distillation", {"promotion": {"require_significance": True}},
@@ -241,6 +242,7 @@ def test_a_pipelines_own_rule_is_one_line_before_anything_runs(tmp_path, pipelin
     ("rlhf_training", {"promotion": {"require_significance": True}}),
     ("cross_encoder_training", {"promotion": {"require_significance": True}}),
     ("rag_intent", {"promotion": {"require_significance": True}}),  # a local generator: the untuned one
+    ("method_comparison", {"promotion": {"require_significance": True}}),  # the untuned base model, per prompt
 ])
 def test_what_those_rules_leave_alone_still_validates(tmp_path, pipeline, changes):
     assert validate_config(_demo_with(tmp_path, pipeline, **changes)) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from finetune.promotion import paired_difference
 from finetune.reports.common import (
     escape_mathtext,
     figure_to_data_uri,
@@ -30,6 +31,12 @@ COMPARISON_COLUMNS: dict[str, tuple[str, bool]] = {
     "test_mc_accuracy": ("multiple-choice accuracy", True),
 }
 
+# The paired comparisons a row may carry (``finetune.promotion.paired_difference`` names): shown in their own table.
+PAIRED = {"rougeL_vs_untuned": "ROUGE-L − untuned", "nll_vs_untuned": "NLL − untuned (nats/token)",
+          "rougeL_vs_best": "ROUGE-L − best method"}
+PAIRED_SUFFIXES = ("", "_ci_low", "_ci_high", "_p", "_n")
+UNTUNED = "untuned"  # the base model before training: the comparison's baseline row
+
 
 def method_row(method: str, training_stats: Mapping[str, object], *metric_dicts: Mapping[str, float] | None) -> dict:
     """One row of the comparison: the method, its training measurements and its evaluation metrics."""
@@ -47,7 +54,8 @@ def method_row(method: str, training_stats: Mapping[str, object], *metric_dicts:
 
 
 def plot_method_comparison(rows: Sequence[Mapping[str, object]]) -> str:
-    """One small bar chart per measured quantity, methods side by side, each bar labelled with its value."""
+    """One small bar chart per measured quantity, methods side by side, each bar labelled with its value; the best
+    trained method's bar is green, the untuned baseline's grey."""
     columns = [c for c in COMPARISON_COLUMNS if any(isinstance(r.get(c), int | float) for r in rows)]
     ncols = 3
     nrows = max(1, math.ceil(len(columns) / ncols))
@@ -57,27 +65,71 @@ def plot_method_comparison(rows: Sequence[Mapping[str, object]]) -> str:
         title, higher_better = COMPARISON_COLUMNS[column]
         ax = fig.add_subplot(nrows, ncols, i + 1)
         values = [float(r.get(column) or 0.0) for r in rows]
-        best = max(values) if higher_better else min(values)
-        bars = ax.bar(methods, values, color=["#2e7d32" if v == best else "#0969da" for v in values])
+        trained = [v for r, v in zip(rows, values, strict=True) if r["method"] != UNTUNED] or values
+        best = max(trained) if higher_better else min(trained)
+        colors = ["#8c959f" if r["method"] == UNTUNED else "#2e7d32" if v == best else "#0969da"
+                  for r, v in zip(rows, values, strict=True)]
+        bars = ax.bar(methods, values, color=colors)
         ax.bar_label(bars, fmt="%.3g", fontsize=7)
         ax.set_title(f"{title} ({'higher' if higher_better else 'lower'} is better)", fontsize=9)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-        if column == "trainable_parameters" and min(values) > 0:
-            ax.set_yscale("log")
+        if column == "trainable_parameters" and max(values) > 0:
+            ax.set_yscale("symlog", linthresh=1.0)  # log-like, and the untuned model's 0 stays drawable
         ax.grid(axis="y", alpha=0.3)
     return figure_to_data_uri(fig)
 
 
+
+
+def versus_best(rows: Sequence[Mapping[str, object]], per_item: Mapping[str, Mapping[str, float]], best: str
+                ) -> list[dict]:
+    """``rows`` with each trained method's paired ROUGE-L difference from ``best`` (``rougeL_vs_best*``) added,
+    from ``per_item`` (method -> prompt -> ROUGE-L); the best method and the untuned row get none."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        name = str(row["method"])
+        if name not in (best, UNTUNED) and name in per_item and best in per_item:
+            row.update(paired_difference(per_item[name], per_item[best], "rougeL_vs_best"))
+        out.append(row)
+    return out
+
+
+def paired_table(rows: Sequence[Mapping[str, object]]) -> list[dict]:
+    """One row per method with its paired comparisons: mean difference [95 % interval], p and items paired."""
+    table = []
+    for row in rows:
+        entry: dict[str, object] = {"method": row["method"]}
+        for key, label in PAIRED.items():
+            if isinstance(row.get(key), int | float):
+                entry[label] = (f"{float(row[key]):+.4f} [{float(row[f'{key}_ci_low']):+.4f}, "
+                                f"{float(row[f'{key}_ci_high']):+.4f}]")
+                entry[f"{label} p"] = float(row[f"{key}_p"])
+                entry[f"{label}: items"] = int(row[f"{key}_n"])
+        if len(entry) > 1:
+            table.append(entry)
+    return table
+
+
 def method_comparison_report(rows: Sequence[Mapping[str, object]], details: Mapping[str, str] | None = None) -> str:
-    """The method comparison page: the table, the charts, and how the numbers were measured."""
+    """The method comparison page: the table (with the untuned base model's row where it was measured), the
+    charts, each method's paired comparisons with the untuned model and the best method, and how the numbers were
+    measured."""
+    paired_keys = {f"{key}{suffix}" for key in PAIRED for suffix in PAIRED_SUFFIXES}
+    main = [{k: v for k, v in row.items() if k not in paired_keys} for row in rows]
     notes = (
         "<p>All methods start from the same base model and train on the same data with the same optimisation "
         "budget. Peak memory is <code>torch.cuda.max_memory_allocated</code> on a GPU; on a CPU it is the increase "
         "of the process's resident memory during training, sampled every 20 ms. Tokens/s counts the non-padding "
         "input tokens the trainer saw. Validation loss is that of the kept (best) checkpoint.</p>"
+        "<p>Paired comparisons are per test prompt (ROUGE-L) or per scored window (NLL, the log of each window's "
+        "perplexity): the mean difference, its 95 % t interval and the paired t-test's p.</p>"
     )
-    sections = [("Results", html_table(rows, float_fmt="{:.4g}")),
-                ("Charts", image_tag(plot_method_comparison(rows), "method comparison charts"))]
+    sections = [("Results", html_table(main, float_fmt="{:.4g}")),
+                ("Charts", image_tag(plot_method_comparison(main), "method comparison charts"))]
+    paired = paired_table(rows)
+    if paired:
+        sections.append(("Paired comparisons", html_table(paired)))
     if details:
         sections.append(("Setup", html_table([{"setting": k, "value": v} for k, v in details.items()])))
     sections.append(("How it was measured", notes))

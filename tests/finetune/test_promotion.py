@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from finetune.params import PromotionParams
@@ -8,6 +10,7 @@ from finetune.promotion import (
     data_check,
     decide_promotion,
     higher_is_better,
+    paired_difference,
     parent_specs,
     per_query_values,
 )
@@ -184,3 +187,24 @@ def test_data_check_names_the_stage_it_was_asked_about():
     assert data_check(recorded, None, version="7", stage="staging")["reason"] == \
         "staging version 7 has no data fingerprints: training"
     assert data_check(recorded, None, stage="staging")["reason"] == "no staging version yet: training"
+
+
+def test_paired_difference_is_the_mean_difference_with_its_t_interval_and_p():
+    """Differences 0.4, 0.3, 0.5: mean 0.4, se 0.1/√3, t(0.975, 2) = 4.3027 → [0.1516, 0.6484], p = 0.0202; only
+    shared items are paired; as logs, perplexities 20 vs 10 and 10 vs 40 differ by ln 2 and −ln 4."""
+    out = paired_difference({"a": 0.5, "b": 0.6, "c": 0.7, "x": 9.0}, {"a": 0.1, "b": 0.3, "c": 0.2, "y": 0.0}, "d")
+    assert out == pytest.approx({"d": 0.4, "d_ci_low": 0.15159, "d_ci_high": 0.64841, "d_p": 0.020204, "d_n": 3.0},
+                                abs=1e-5)
+    logs = paired_difference({"w1": 20.0, "w2": 10.0}, {"w1": 10.0, "w2": 40.0}, "nll", log=True)
+    assert logs["nll"] == pytest.approx((math.log(2) - math.log(4)) / 2) and logs["nll_n"] == 2
+    same = paired_difference({"a": 1.0, "b": 2.0}, {"a": 0.5, "b": 1.5}, "d")  # constant difference: no spread
+    assert same["d"] == same["d_ci_low"] == same["d_ci_high"] == pytest.approx(0.5)
+    assert paired_difference({"a": 1.0}, {"a": 0.5}, "d") == {}  # one shared item: nothing to pair
+
+
+def test_best_method_never_chooses_the_untuned_baseline_row():
+    rows = [{"method": "untuned", "test_rougeL": 0.9}, {"method": "lora", "test_rougeL": 0.3}]
+    name, metrics = best_method(rows, "test_rougeL")
+    assert name == "lora" and metrics["untuned_test_rougeL"] == 0.9 and metrics["test_rougeL"] == 0.3
+    with pytest.raises(ValueError, match="no method has test_rougeL"):
+        best_method(rows[:1], "test_rougeL")

@@ -144,18 +144,26 @@ def test_method_comparison_table_has_one_row_per_method(tmp_path, zenml_client):
     run = zenml_client.get_pipeline_run(_run("method_comparison", config).id)
     assert str(run.status) == "completed"
     table = _output(run, "collect_prompt_tuning", "method_results")
-    assert table["method"].tolist() == ["full", "lora", "prompt_tuning"]
+    assert table["method"].tolist() == ["untuned", "full", "lora", "prompt_tuning"]  # the baseline row first
     trainable = dict(zip(table["method"], table["trainable_parameters"], strict=True))
-    assert trainable["full"] > trainable["lora"] > trainable["prompt_tuning"] == 8 * 32  # 8 virtual tokens × hidden
+    assert trainable["full"] > trainable["lora"] > trainable["prompt_tuning"] == 8 * 32 > trainable["untuned"] == 0
+    trained = table[table["method"] != "untuned"]
     for column in ("peak_memory_mb", "train_seconds", "tokens_per_second", "validation_loss", "test_perplexity",
-                   "test_rougeL", "test_mc_accuracy"):
-        assert table[column].notna().all(), column
+                   "test_rougeL", "test_mc_accuracy", "rougeL_vs_untuned", "rougeL_vs_untuned_p", "nll_vs_untuned"):
+        assert trained[column].notna().all(), column
+    untuned = table.set_index("method").loc["untuned"]
+    assert untuned[["test_perplexity", "test_rougeL", "test_mc_accuracy"]].notna().all()
+    for _, row in trained.iterrows():  # each difference is the method's mean minus the untuned model's
+        assert row["rougeL_vs_untuned"] == pytest.approx(row["test_rougeL"] - untuned["test_rougeL"])
+        assert row["rougeL_vs_untuned_n"] >= 2 and row["rougeL_vs_untuned_p"] <= 1.0
     report = _output(run, "build_method_comparison_report", "report")
     methods, promotion = report.split("<h2>Promotion</h2>")
-    assert methods.count("<tr>") == 4 and "data:image/png;base64," in report
+    # results: header + 4 rows; paired comparisons: header + 3 methods
+    assert methods.count("<tr>") == 5 + 4 and "data:image/png;base64," in report and "ROUGE-L − untuned" in methods
     decision = _output(run, "promote_model", "promotion_decision")
     best = _output(run, "select_best_method", "best_method")
-    assert best == table.loc[table["test_rougeL"].idxmax(), "method"] and decision["reason"] in promotion
+    assert best == trained.loc[trained["test_rougeL"].idxmax(), "method"] and decision["reason"] in promotion
+    assert decision["baseline"] == pytest.approx(untuned["test_rougeL"])  # the gate's baseline: the untuned model
 
 
 def test_tokenize_step_is_cached_across_learning_rates_and_reruns_for_a_new_max_length(tmp_path, zenml_client):

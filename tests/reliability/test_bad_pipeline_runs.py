@@ -100,5 +100,7 @@ def test_a_failing_branch_reports_its_own_error_and_no_sibling_fails(tmp_path, z
         "comparison": {"model": TINY_GPT2, "training": TRAINING,
                        "methods": [{"name": "full"}, {"name": "lora", "target_modules": ["q_proj"]},
                                    {"name": "prompt_tuning", "num_virtual_tokens": 4}]},
+        # the untuned model is evaluated before any method trains: generation must fit the tiny model's 64 positions
+        "evaluation": {"max_new_tokens": 8, "batch_size": 8, "num_samples": 2, "device": "cpu"},
     }, "train_lora")
     assert last.startswith("ValueError: method.target_modules: ['q_proj'] match no module of GPT2LMHeadModel")

@@ -70,11 +70,35 @@ def test_qlora_fails_before_the_base_model_is_built(instructions):
 
 
 def test_collect_method_result_appends_rows():
-    first = collect_method_result.entrypoint("full", {"trainable_parameters": 10, "total_parameters": 10},
-                                             {"test_perplexity": 5.0}, {"test_rougeL": 0.5})
-    both = collect_method_result.entrypoint("lora", {"trainable_parameters": 1, "total_parameters": 10},
-                                            {"test_perplexity": 7.0}, {"test_rougeL": 0.25}, {"test_mc_accuracy": 0.5},
-                                            first)
+    first, _ = collect_method_result.entrypoint("full", {"trainable_parameters": 10, "total_parameters": 10},
+                                                {"test_perplexity": 5.0}, {"test_rougeL": 0.5})
+    both, per_item = collect_method_result.entrypoint(
+        "lora", {"trainable_parameters": 1, "total_parameters": 10}, {"test_perplexity": 7.0}, {"test_rougeL": 0.25},
+        {"test_mc_accuracy": 0.5}, first)
     assert isinstance(both, pd.DataFrame) and both["method"].tolist() == ["full", "lora"]
     assert both["trainable_percent"].tolist() == [100.0, 10.0]
     assert pd.isna(both["test_mc_accuracy"].iloc[0]) and both["test_mc_accuracy"].iloc[1] == 0.5
+    assert per_item == {} and "rougeL_vs_untuned" not in both  # no per-item values given: nothing to pair
+
+
+def test_collect_method_result_pairs_each_method_with_the_untuned_model():
+    """ROUGE-L per prompt 0.5, 0.6, 0.7 against the untuned 0.1, 0.3, 0.2: +0.4 [+0.1516, +0.6484], p = 0.0202
+    (finetune.promotion.paired_difference's example); perplexity per window 20, 20 vs 10, 40: NLL differences
+    +ln 2 and −ln 2, mean 0."""
+    untuned = {"a": 0.1, "b": 0.3, "c": 0.2}
+    table, per_item = collect_method_result.entrypoint(
+        "untuned", {"trainable_parameters": 0}, {"test_perplexity": 30.0}, {"test_rougeL": 0.2},
+        per_item_rougeL=untuned)
+    table, per_item = collect_method_result.entrypoint(
+        "lora", {"trainable_parameters": 1}, {"test_perplexity": 20.0}, {"test_rougeL": 0.6}, None, table,
+        per_item_rougeL={"a": 0.5, "b": 0.6, "c": 0.7}, per_item_perplexity={"w1": 20.0, "w2": 20.0},
+        baseline_per_item_rougeL=untuned, baseline_per_item_perplexity={"w1": 10.0, "w2": 40.0},
+        previous_per_item=per_item)
+    lora = table.set_index("method").loc["lora"]
+    assert lora["rougeL_vs_untuned"] == pytest.approx(0.4)
+    assert (lora["rougeL_vs_untuned_ci_low"], lora["rougeL_vs_untuned_ci_high"]) == pytest.approx((0.1516, 0.6484),
+                                                                                                  abs=1e-4)
+    assert lora["rougeL_vs_untuned_p"] == pytest.approx(0.0202, abs=1e-4) and lora["rougeL_vs_untuned_n"] == 3
+    assert lora["nll_vs_untuned"] == pytest.approx(0.0, abs=1e-12) and lora["nll_vs_untuned_n"] == 2
+    assert pd.isna(table.set_index("method").loc["untuned", "rougeL_vs_untuned"])
+    assert per_item == {"untuned": untuned, "lora": {"a": 0.5, "b": 0.6, "c": 0.7}}

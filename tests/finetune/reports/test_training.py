@@ -1,6 +1,6 @@
 import pytest
 
-from finetune.reports.training import causal_lm_report, method_comparison_report, method_row
+from finetune.reports.training import causal_lm_report, method_comparison_report, method_row, versus_best
 
 
 def test_method_row_merges_stats_and_metrics():
@@ -22,6 +22,22 @@ def test_comparison_report_has_a_row_per_method_and_the_charts():
     assert html.count("<tr>") == 3 + 1 + 1 + 1  # 3 methods + header, setup header + 1 setting
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html  # names are escaped
     assert html.count("data:image/png;base64,") == 1
+
+
+def test_the_untuned_row_and_the_paired_comparisons_are_shown():
+    rows = [{"method": "untuned", "trainable_parameters": 0, "test_rougeL": 0.1},
+            {"method": "lora", "trainable_parameters": 10, "test_rougeL": 0.5, "rougeL_vs_untuned": 0.4,
+             "rougeL_vs_untuned_ci_low": 0.15159, "rougeL_vs_untuned_ci_high": 0.64841, "rougeL_vs_untuned_p": 0.0202,
+             "rougeL_vs_untuned_n": 3.0},
+            {"method": "full", "trainable_parameters": 100, "test_rougeL": 0.6}]
+    html = method_comparison_report(versus_best(rows, {"untuned": {"a": 0.1, "b": 0.2}, "lora": {"a": 0.5, "b": 0.4},
+                                                       "full": {"a": 0.6, "b": 0.7}}, "full"))
+    results, paired = html.split("<h2>Paired comparisons</h2>")
+    assert results.count("<tr>") == 4 and "rougeL_vs_untuned" not in results  # header + 3 rows, no paired columns
+    # lora: +0.4 against the untuned model; −0.2 against full (differences −0.1 and −0.3: t = −2, df 1, p = 0.2952)
+    assert "+0.4000 [+0.1516, +0.6484]" in paired and "0.0202" in paired and "−0.2000" not in paired
+    assert "-0.2000 [-1.4706, +1.0706]" in paired and "0.295" in paired
+    assert paired.count("<tr>") == 2  # header + lora only
 
 
 def test_causal_lm_report_shows_before_and_after():

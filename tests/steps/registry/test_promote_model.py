@@ -156,7 +156,7 @@ def test_required_significance_needs_every_baselines_flag(step_context, model_na
 
 
 def test_required_significance_without_any_baseline_refuses(step_context, model_name, zenml_client):
-    """dpo_alignment, rag_intent, method_comparison: no baseline, so no flags; an empty list is not 'significant'."""
+    """dpo_alignment, an HTTP rag_intent generator: no baseline, so no flags; an empty list is not 'significant'."""
     context, _ = step_context(module, model_name)
     decision, _ = promote_model.entrypoint({"test_rougeL": 0.8}, {}, PromotionParams(require_significance=True),
                                            "test_rougeL", [], per_item=THREE)
