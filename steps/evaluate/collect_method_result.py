@@ -1,3 +1,4 @@
+import logging
 from typing import Annotated
 
 import pandas as pd
@@ -5,6 +6,8 @@ from zenml import step
 
 from finetune.promotion import paired_difference
 from finetune.reports.training import method_row
+
+logger = logging.getLogger(__name__)
 
 
 @step
@@ -33,7 +36,12 @@ def collect_method_result(
     if per_item_rougeL and baseline_per_item_rougeL:
         row.update(paired_difference(per_item_rougeL, baseline_per_item_rougeL, "rougeL_vs_untuned"))
     if per_item_perplexity and baseline_per_item_perplexity:
-        row.update(paired_difference(per_item_perplexity, baseline_per_item_perplexity, "nll_vs_untuned", log=True))
+        nll = paired_difference(per_item_perplexity, baseline_per_item_perplexity, "nll_vs_untuned", log=True)
+        if not nll:
+            logger.warning("%s: no paired NLL test against the untuned model: fewer than 2 perplexity windows (the "
+                           "test text fits one window of the model's context; set evaluation.perplexity_block_size "
+                           "below its length to score several)", method)
+        row.update(nll)
     table = pd.DataFrame([row]) if previous_results is None else pd.concat(
         [previous_results, pd.DataFrame([row])], ignore_index=True)
     per_item = dict(previous_per_item or {})

@@ -102,3 +102,14 @@ def test_collect_method_result_pairs_each_method_with_the_untuned_model():
     assert lora["nll_vs_untuned"] == pytest.approx(0.0, abs=1e-12) and lora["nll_vs_untuned_n"] == 2
     assert pd.isna(table.set_index("method").loc["untuned", "rougeL_vs_untuned"])
     assert per_item == {"untuned": untuned, "lora": {"a": 0.5, "b": 0.6, "c": 0.7}}
+
+
+def test_collect_method_result_says_why_there_is_no_paired_nll_for_a_single_window(caplog):
+    """A long-context model scores a short test text as one window: nothing to pair, and the log says what to set."""
+    with caplog.at_level("WARNING"):
+        table, _ = collect_method_result.entrypoint(
+            "full", {"trainable_parameters": 1}, {"test_perplexity": 7.0}, {"test_rougeL": 0.2},
+            per_item_perplexity={"w": 7.0}, baseline_per_item_perplexity={"w": 8.0})
+    assert "nll_vs_untuned" not in table
+    assert "full: no paired NLL test against the untuned model: fewer than 2 perplexity windows" in caplog.text
+    assert "evaluation.perplexity_block_size" in caplog.text
