@@ -217,12 +217,18 @@ def api_key_from_env(generator: HttpGenerator) -> str | None:
 
 def generate_local(model_dir: str | Path, prompts: Sequence[str], template: str, max_new_tokens: int,
                    batch_size: int = 8, device: str = "cpu") -> list[str]:
-    """Greedy intents from a fine-tuned causal LM; each prompt is rendered with the training ``template``."""
+    """Greedy intents from a fine-tuned causal LM; each prompt is rendered with the training ``template`` (a text
+    template, or ``chat``: the tokenizer's chat template with the prompt as the user turn, as training renders it)."""
+    from finetune.data.instructions import render_example
     from finetune.generation.evaluation import generate_responses
     from finetune.models.causal import load_causal_lm
 
     model, tokenizer = load_causal_lm(model_dir, device=device)
-    rendered = [template.format(prompt=p) for p in prompts]
+    if template == "chat":
+        rendered = [render_example([{"role": "user", "content": p}, {"role": "assistant", "content": ""}], "chat",
+                                   tokenizer)[0] for p in prompts]
+    else:
+        rendered = [template.format(prompt=p) for p in prompts]
     return [r.strip() for r in generate_responses(model, tokenizer, rendered, max_new_tokens, batch_size,
                                                   stop=("\n",))]
 

@@ -185,3 +185,34 @@ def test_api_key_from_the_environment(monkeypatch):
     monkeypatch.setenv("RAG_TEST_KEY", SECRET)
     assert api_key_from_env(generator) == SECRET
     assert api_key_from_env(HttpGenerator(base_url="http://127.0.0.1:1", model="m")) is None
+
+
+@pytest.mark.parametrize("template", ["chat", "{prompt}\nAnswer:"])
+def test_local_generation_renders_prompts_as_training_does(tmp_path, monkeypatch, template):
+    """``chat``: the tokenizer's chat template with the prompt as the user turn and the generation prompt, exactly
+    the prompt ``render_example`` trains on; a text template: ``template.format(prompt=...)``."""
+    import finetune.generation.evaluation as evaluation
+    from finetune.data.instructions import render_example
+    from finetune.generation.rag import generate_local
+    from finetune.models.causal import build_tiny_causal_lm, load_causal_lm
+    from finetune.params import TinyGpt2Model
+
+    model_dir = build_tiny_causal_lm(TinyGpt2Model(hidden_size=16, num_layers=1, vocab_size=300),
+                                     tmp_path / "tiny", texts=["what is bm25", "a ranking function"])
+    seen = []
+    monkeypatch.setattr(evaluation, "generate_responses",
+                        lambda model, tokenizer, prompts, *args, **kwargs: seen.extend(prompts) or [" x "] * len(prompts))
+    assert generate_local(model_dir, ["what is bm25"], template, max_new_tokens=4) == ["x"]
+    _, tokenizer = load_causal_lm(model_dir)
+    turns = [{"role": "user", "content": "what is bm25"}, {"role": "assistant", "content": "a ranking function"}]
+    expected = render_example(turns, template, tokenizer)[0]
+    assert seen == [expected] and (template != "chat" or expected != "what is bm25\nAnswer:")
+
+
+def test_a_local_generator_template_needs_the_prompt_unless_it_is_chat():
+    from finetune.params import LocalGenerator
+
+    sft = {"model": {"kind": "tiny_gpt2"}, "method": {"name": "full"}}
+    assert LocalGenerator(sft=sft, template="chat").template == "chat"
+    with pytest.raises(ValueError, match="generator.template"):
+        LocalGenerator(sft=sft, template="Answer:")
