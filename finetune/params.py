@@ -10,7 +10,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 from finetune.device import DeviceName, InferencePrecision, PrecisionName
 
@@ -1031,11 +1031,17 @@ class CausalLmParams(Params):
 
 
 class MethodComparisonParams(Params):
-    """Several methods fine-tuned on the same data, from the same base model, with the same optimisation budget."""
+    """Several methods fine-tuned on the same data, from the same base model, with the same optimisation budget.
+
+    ``learning_rates`` overrides ``training.learning_rate`` for the methods it names (method name -> rate): the
+    same updates and examples for every method, each at a rate that suits it (prompt methods and AdaLoRA usually
+    need 10-100× what full fine-tuning takes).
+    """
 
     model: CausalModelSpec
     methods: tuple[MethodSpec, ...] = Field(min_length=2)
     training: GenerationTrainingParams = Field(default_factory=GenerationTrainingParams)
+    learning_rates: dict[str, PositiveFloat] = Field(default_factory=dict)
     completion_only: bool = True
     packing: bool = False
     group_by_length: bool = True
@@ -1047,6 +1053,9 @@ class MethodComparisonParams(Params):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"methods: each method once (repeated: {repeated})")
+        unknown = sorted(set(self.learning_rates) - set(names))
+        if unknown:
+            raise ValueError(f"learning_rates: {unknown} not among the compared methods {names}")
         for method in self.methods:
             _check_method_and_training(method, self.training)
             _check_padding_free(method, self.padding_free)
@@ -1059,8 +1068,11 @@ class MethodComparisonParams(Params):
                                        completion_only=self.completion_only)
 
     def sft_params(self, method) -> SftParams:
-        """The SFT parameters of one arm of the comparison."""
-        return SftParams(model=self.model, method=method, training=self.training,
+        """The SFT parameters of one arm of the comparison (its own learning rate where ``learning_rates`` has one)."""
+        training = self.training
+        if method.name in self.learning_rates:
+            training = training.model_copy(update={"learning_rate": self.learning_rates[method.name]})
+        return SftParams(model=self.model, method=method, training=training,
                          completion_only=self.completion_only, packing=self.packing,
                          group_by_length=self.group_by_length, padding_free=self.padding_free)
 
@@ -1252,7 +1264,11 @@ class RagRetrieverParams(Params):
 
 
 class LocalGenerator(Params):
-    """A causal LM fine-tuned (TRL SFTTrainer, any method) on (query + retrieved passages) → intent examples."""
+    """A causal LM fine-tuned (TRL SFTTrainer, any method) on (query + retrieved passages) → intent examples.
+
+    ``template`` renders each prompt for training and generation alike (the untuned baseline too): a text template
+    with ``{prompt}``, or ``chat``, the model's own chat template with the prompt as the user turn.
+    """
 
     kind: Literal["local"] = "local"
     sft: SftParams
@@ -1260,7 +1276,8 @@ class LocalGenerator(Params):
 
     @model_validator(mode="after")
     def _template_has_prompt(self) -> LocalGenerator:
-        check_template("generator.template", self.template, ("prompt",))
+        if self.template != "chat":
+            check_template("generator.template", self.template, ("prompt",))
         return self
 
 

@@ -47,3 +47,23 @@ def test_params_are_frozen():
 def test_tiny_heads_must_divide_hidden():
     with pytest.raises(ValidationError, match="divisible"):
         TinyBertModel(hidden_size=30, num_heads=4)
+
+
+def test_method_comparison_learning_rates_override_one_method_each():
+    from finetune.params import MethodComparisonParams
+
+    params = MethodComparisonParams.model_validate({
+        "model": {"kind": "tiny_gpt2"}, "methods": [{"name": "full"}, {"name": "adalora"}],
+        "training": {"max_steps": 4, "learning_rate": 2e-4}, "learning_rates": {"adalora": 1e-3}})
+    full, adalora = (params.sft_params(m) for m in params.methods)
+    assert full.training.learning_rate == 2e-4 and adalora.training.learning_rate == 1e-3
+    assert full.training.max_steps == adalora.training.max_steps == 4  # the same budget otherwise
+    with pytest.raises(ValidationError, match=r"learning_rates: \['lora'\] not among the compared methods "
+                                              r"\['full', 'adalora'\]"):
+        MethodComparisonParams.model_validate({"model": {"kind": "tiny_gpt2"},
+                                               "methods": [{"name": "full"}, {"name": "adalora"}],
+                                               "training": {"max_steps": 4}, "learning_rates": {"lora": 1e-3}})
+    with pytest.raises(ValidationError, match="learning_rates.full"):
+        MethodComparisonParams.model_validate({"model": {"kind": "tiny_gpt2"},
+                                               "methods": [{"name": "full"}, {"name": "adalora"}],
+                                               "training": {"max_steps": 4}, "learning_rates": {"full": 0}})

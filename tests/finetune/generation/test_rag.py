@@ -201,7 +201,7 @@ def test_local_generation_renders_prompts_as_training_does(tmp_path, monkeypatch
                                      tmp_path / "tiny", texts=["what is bm25", "a ranking function"])
     seen = []
     monkeypatch.setattr(evaluation, "generate_responses",
-                        lambda model, tokenizer, prompts, *args, **kwargs: seen.extend(prompts) or [" x "] * len(prompts))
+                        lambda model, tokenizer, prompts, *args, **kw: seen.extend(prompts) or [" x "] * len(prompts))
     assert generate_local(model_dir, ["what is bm25"], template, max_new_tokens=4) == ["x"]
     _, tokenizer = load_causal_lm(model_dir)
     turns = [{"role": "user", "content": "what is bm25"}, {"role": "assistant", "content": "a ranking function"}]
