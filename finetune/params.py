@@ -456,6 +456,10 @@ class RankingEvalParams(Params):
 
     Metric names follow ranx (``ndcg@10``, ``mrr@10``, ``map@100``, ``recall@100``). ``relevance_level`` is the
     lowest grade that counts as relevant for the binary metrics (TREC DL convention: 2); nDCG uses the grades.
+
+    ``speed_repetitions`` (the distillation pipelines): how many times the teacher and the student each rerank the
+    candidates, alternating which goes first; their docs/s are the medians, the speed-up the median of the
+    per-repetition ratios. The first repetition is the one whose rankings are scored.
     """
 
     rerank_depth: int = Field(100, ge=1)
@@ -466,6 +470,7 @@ class RankingEvalParams(Params):
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     batch_size: int = Field(64, ge=1)
     precision: InferencePrecision = "fp32"
+    speed_repetitions: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _primary_is_computed(self) -> RankingEvalParams:

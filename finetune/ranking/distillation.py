@@ -268,12 +268,23 @@ def compare_teacher_student(
         data: Evaluation queries and judgments.
         first_stage: The candidates both rerank (and the baseline run).
         baseline: Name of the first-stage run (``bm25``).
-        evaluation: Depth, metrics, primary metric, test.
+        evaluation: Depth, metrics, primary metric, test, and how often to time both (``speed_repetitions``).
         max_length: Token limit for both models.
     """
-    results = {name: rerank_with(path, arch, data, first_stage, evaluation.rerank_depth, evaluation.batch_size,
-                                 max_length, evaluation.precision)
-               for name, (path, arch, _) in (("student", student), ("teacher", teacher))}
+    models = {"student": student, "teacher": teacher}
+
+    def timed(name: str) -> RerankResult:
+        path, arch, _ = models[name]
+        return rerank_with(path, arch, data, first_stage, evaluation.rerank_depth, evaluation.batch_size, max_length,
+                           evaluation.precision)
+
+    results = {name: timed(name) for name in ("student", "teacher")}
+    # Further repetitions only time the two models, alternating which goes first, so a change in background load
+    # falls on both: docs/s are medians, the speed-up the median of the per-repetition ratios.
+    speeds = {name: [result.docs_per_second] for name, result in results.items()}
+    for repetition in range(1, evaluation.speed_repetitions):
+        for name in ("teacher", "student") if repetition % 2 else ("student", "teacher"):
+            speeds[name].append(timed(name).docs_per_second)
     comparison = compare_runs(
         data.qrels, {baseline: first_stage, "student": results["student"].run, "teacher": results["teacher"].run},
         metrics=list(evaluation.metrics), baseline=baseline, stat_test=evaluation.stat_test, alpha=evaluation.alpha,
@@ -287,11 +298,15 @@ def compare_teacher_student(
     teacher_value = comparison.means["teacher"][primary]
     metrics[f"student_teacher_ratio_{metric_key(primary)}"] = (
         comparison.means["student"][primary] / teacher_value if teacher_value > 0 else float("nan"))
-    student_dps, teacher_dps = results["student"].docs_per_second, results["teacher"].docs_per_second
+    student_dps, teacher_dps = float(np.median(speeds["student"])), float(np.median(speeds["teacher"]))
+    ratios = [s / t if t > 0 else float("nan") for s, t in zip(speeds["student"], speeds["teacher"], strict=True)]
     stats = {
         "docs_per_second": round(student_dps, 1),
         "teacher_docs_per_second": round(teacher_dps, 1),
-        "speedup": round(student_dps / teacher_dps, 3) if teacher_dps > 0 else float("nan"),
+        "speedup": round(float(np.median(ratios)), 3),
+        "speedup_min": round(min(ratios), 3),
+        "speedup_max": round(max(ratios), 3),
+        "speed_repetitions": float(evaluation.speed_repetitions),
         "pairs_scored": float(results["student"].pairs_scored),
         "student_num_parameters": float(student[2]),
         "teacher_num_parameters": float(teacher[2]),

@@ -227,3 +227,28 @@ def test_distillation_parameters():
         CrossEncoderDistillationParams.model_validate({"keep_layer": [0]})
     assert CrossEncoderDistillationParams.model_validate({"student": "teacher", "keep_layers": [0, 2]}).keep_layers \
         == (0, 2)
+
+
+def test_speed_is_the_median_of_alternating_repetitions(monkeypatch):
+    """Three repetitions: student first, then teacher first, then student first again. The student scores 100 docs in
+    1, 2 and 1 s (100, 50, 100 docs/s), the teacher in 2, 2 and 4 s (50, 50, 25): medians 100 and 50 docs/s, ratios
+    2, 1, 4 → speed-up 2 (the median ratio), range 1 to 4; the rankings are the first repetition's."""
+    from finetune.ranking.cross_encoder import RerankResult
+
+    seconds = {"student": [1.0, 2.0, 1.0], "teacher": [2.0, 2.0, 4.0]}
+    calls = []
+
+    def fake_rerank(path, arch, data, first_stage, depth, batch_size, max_length, precision):
+        calls.append(path)
+        run = {"1": {"a": float(len(calls))}, "2": {"b": 1.0}}
+        return RerankResult(run=run, pairs_scored=100, seconds=seconds[path].pop(0))
+
+    monkeypatch.setattr(dist, "rerank_with", fake_rerank)
+    data = RankingSet("t", {"a": "x", "b": "y"}, {"1": "q1", "2": "q2"}, {"1": {"a": 1}, "2": {"b": 1}})
+    result = dist.compare_teacher_student(("teacher", "dual_encoder", 9), ("student", "dual_encoder", 3), data,
+                                          {"1": {"a": 1.0}, "2": {"b": 1.0}}, "bm25",
+                                          RankingEvalParams(rerank_depth=2, metrics=("ndcg@10",), speed_repetitions=3))
+    assert calls == ["student", "teacher", "teacher", "student", "student", "teacher"]
+    assert result.stats["docs_per_second"] == 100.0 and result.stats["teacher_docs_per_second"] == 50.0
+    assert (result.stats["speedup"], result.stats["speedup_min"], result.stats["speedup_max"]) == (2.0, 1.0, 4.0)
+    assert result.runs == {"student": {"1": {"a": 1.0}, "2": {"b": 1.0}}, "teacher": {"1": {"a": 2.0}, "2": {"b": 1.0}}}
