@@ -53,23 +53,29 @@ def method_row(method: str, training_stats: Mapping[str, object], *metric_dicts:
     return row
 
 
+def chart_values(rows: Sequence[Mapping[str, object]], column: str) -> list[tuple[str, float]]:
+    """(method, value) of the rows that measured ``column``, in row order: what one chart of the comparison draws."""
+    return [(str(r["method"]), float(r[column])) for r in rows
+            if isinstance(r.get(column), int | float) and not math.isnan(float(r[column]))]
+
+
 def plot_method_comparison(rows: Sequence[Mapping[str, object]]) -> str:
     """One small bar chart per measured quantity, methods side by side, each bar labelled with its value; the best
-    trained method's bar is green, the untuned baseline's grey."""
+    trained method's bar is green, the untuned baseline's grey. A row without a value for a quantity (the untuned
+    model has no tokens/s or validation loss) has no bar in that chart, rather than a bar at 0."""
     columns = [c for c in COMPARISON_COLUMNS if any(isinstance(r.get(c), int | float) for r in rows)]
     ncols = 3
     nrows = max(1, math.ceil(len(columns) / ncols))
     fig = new_figure(11.0, 3.0 * nrows)
-    methods = [escape_mathtext(str(r["method"])) for r in rows]
     for i, column in enumerate(columns):
         title, higher_better = COMPARISON_COLUMNS[column]
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        values = [float(r.get(column) or 0.0) for r in rows]
-        trained = [v for r, v in zip(rows, values, strict=True) if r["method"] != UNTUNED] or values
+        shown = chart_values(rows, column)
+        values = [v for _, v in shown]
+        trained = [v for name, v in shown if name != UNTUNED] or values
         best = max(trained) if higher_better else min(trained)
-        colors = ["#8c959f" if r["method"] == UNTUNED else "#2e7d32" if v == best else "#0969da"
-                  for r, v in zip(rows, values, strict=True)]
-        bars = ax.bar(methods, values, color=colors)
+        colors = ["#8c959f" if name == UNTUNED else "#2e7d32" if v == best else "#0969da" for name, v in shown]
+        bars = ax.bar([escape_mathtext(name) for name, _ in shown], values, color=colors)
         ax.bar_label(bars, fmt="%.3g", fontsize=7)
         ax.set_title(f"{title} ({'higher' if higher_better else 'lower'} is better)", fontsize=9)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
@@ -77,8 +83,6 @@ def plot_method_comparison(rows: Sequence[Mapping[str, object]]) -> str:
             ax.set_yscale("symlog", linthresh=1.0)  # log-like, and the untuned model's 0 stays drawable
         ax.grid(axis="y", alpha=0.3)
     return figure_to_data_uri(fig)
-
-
 
 
 def versus_best(rows: Sequence[Mapping[str, object]], per_item: Mapping[str, Mapping[str, float]], best: str

@@ -1,6 +1,12 @@
 import pytest
 
-from finetune.reports.training import causal_lm_report, method_comparison_report, method_row, versus_best
+from finetune.reports.training import (
+    causal_lm_report,
+    chart_values,
+    method_comparison_report,
+    method_row,
+    versus_best,
+)
 
 
 def test_method_row_merges_stats_and_metrics():
@@ -38,6 +44,15 @@ def test_the_untuned_row_and_the_paired_comparisons_are_shown():
     assert "+0.4000 [+0.1516, +0.6484]" in paired and "0.0202" in paired and "−0.2000" not in paired
     assert "-0.2000 [-1.4706, +1.0706]" in paired and "0.295" in paired
     assert paired.count("<tr>") == 2  # header + lora only
+
+
+def test_a_chart_draws_only_the_rows_that_measured_its_quantity():
+    """The untuned model trained nothing: no tokens/s bar (not a bar at 0), but its 0 trainable parameters are real."""
+    rows = [{"method": "untuned", "trainable_parameters": 0, "test_rougeL": 0.1},
+            {"method": "lora", "trainable_parameters": 10, "tokens_per_second": 80.0, "test_rougeL": 0.2},
+            {"method": "full", "trainable_parameters": 100, "tokens_per_second": float("nan"), "test_rougeL": 0.3}]
+    assert chart_values(rows, "tokens_per_second") == [("lora", 80.0)]
+    assert chart_values(rows, "trainable_parameters") == [("untuned", 0.0), ("lora", 10.0), ("full", 100.0)]
 
 
 def test_causal_lm_report_shows_before_and_after():
