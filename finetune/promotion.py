@@ -18,6 +18,9 @@ import scipy.stats
 from finetune.params import PromotionParams
 from finetune.ranking.metrics import paired_p_value
 
+# The method comparison's baseline row: the base model before any training (recorded, never a candidate).
+UNTUNED = "untuned"
+
 # Metric names containing one of these are better when lower (test_perplexity, test_nll, eval_loss).
 LOWER_IS_BETTER = ("perplexity", "nll", "loss")
 
@@ -60,13 +63,22 @@ def compare_paired(
     candidate: Mapping[str, float], production: Mapping[str, float], stat_test: str = "student"
 ) -> PairedComparison | None:
     """Paired test on the shared item ids; None when fewer than two items are shared (nothing to pair)."""
-    shared = sorted(set(candidate) & set(production))
+    aligned = _shared_items(candidate, production)
+    if aligned is None:
+        return None
+    cand, prod = aligned
+    return PairedComparison(len(cand), float(cand.mean()), float(prod.mean()),
+                            paired_p_value(cand, prod, stat_test=stat_test))
+
+
+def _shared_items(candidate: Mapping[str, float], baseline: Mapping[str, float]
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both systems' values on the item ids they share, in one order; None when fewer than two are shared."""
+    shared = sorted(set(candidate) & set(baseline))
     if len(shared) < 2:
         return None
-    cand = np.array([candidate[item] for item in shared], dtype=np.float64)
-    prod = np.array([production[item] for item in shared], dtype=np.float64)
-    return PairedComparison(len(shared), float(cand.mean()), float(prod.mean()),
-                            paired_p_value(cand, prod, stat_test=stat_test))
+    return (np.array([candidate[item] for item in shared], dtype=np.float64),
+            np.array([baseline[item] for item in shared], dtype=np.float64))
 
 
 def paired_difference(candidate: Mapping[str, float], baseline: Mapping[str, float], name: str,
@@ -79,11 +91,10 @@ def paired_difference(candidate: Mapping[str, float], baseline: Mapping[str, flo
     Example: candidate 0.5, 0.6, 0.7, baseline 0.1, 0.3, 0.2 → differences 0.4, 0.3, 0.5: mean 0.4, standard
     error 0.1/√3 = 0.0577, t(0.975, 2) = 4.303 → interval 0.4 ± 0.2484 = [0.1516, 0.6484], p = 0.0202.
     """
-    shared = sorted(set(candidate) & set(baseline))
-    if len(shared) < 2:
+    aligned = _shared_items(candidate, baseline)
+    if aligned is None:
         return {}
-    cand = np.array([candidate[item] for item in shared], dtype=np.float64)
-    base = np.array([baseline[item] for item in shared], dtype=np.float64)
+    cand, base = aligned
     if log:
         cand, base = np.log(cand), np.log(base)
     diff = cand - base
@@ -231,7 +242,7 @@ def decide_promotion(
     return PromotionDecision(True, reason=f"{numbers} < alpha {params.alpha}{direction}{against}", **common)
 
 
-def best_method(rows: list[Mapping[str, object]], metric: str, exclude: tuple[str, ...] = ("untuned",)
+def best_method(rows: list[Mapping[str, object]], metric: str, exclude: tuple[str, ...] = (UNTUNED,)
                 ) -> tuple[str, dict[str, float]]:
     """The method whose ``metric`` is best (in its direction) and the metrics to register for it.
 

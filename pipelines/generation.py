@@ -22,7 +22,7 @@ from finetune.params import (
     SftParams,
     TextDataParams,
 )
-from finetune.promotion import parent_specs
+from finetune.promotion import UNTUNED, parent_specs
 from pipelines.ranking import role_fingerprints
 from steps.data.fingerprint_instructions import fingerprint_instructions
 from steps.data.fingerprint_multiple_choice import fingerprint_multiple_choice
@@ -197,8 +197,8 @@ def method_comparison(
         return perplexity, per_window, metrics, per_example, mc_metrics
 
     untuned_perplexity, untuned_windows, untuned_metrics, untuned_examples, untuned_mc = evaluate(base_model_dir,
-                                                                                                  "untuned")
-    results, per_item = collect_method_result("untuned", {"trainable_parameters": 0, "train_seconds": 0.0},
+                                                                                                  UNTUNED)
+    results, per_item = collect_method_result(UNTUNED, {"trainable_parameters": 0, "train_seconds": 0.0},
                                               untuned_perplexity, untuned_metrics, untuned_mc,
                                               per_item_rougeL=untuned_examples, id="collect_untuned")
     for method in comparison.methods:

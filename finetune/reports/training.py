@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from finetune.promotion import paired_difference
+from finetune.promotion import UNTUNED, paired_difference
 from finetune.reports.common import (
     escape_mathtext,
     figure_to_data_uri,
@@ -35,7 +35,6 @@ COMPARISON_COLUMNS: dict[str, tuple[str, bool]] = {
 PAIRED = {"rougeL_vs_untuned": "ROUGE-L − untuned", "nll_vs_untuned": "NLL − untuned (nats/token)",
           "rougeL_vs_best": "ROUGE-L − best method"}
 PAIRED_SUFFIXES = ("", "_ci_low", "_ci_high", "_p", "_n")
-UNTUNED = "untuned"  # the base model before training: the comparison's baseline row
 
 
 def method_row(method: str, training_stats: Mapping[str, object], *metric_dicts: Mapping[str, float] | None) -> dict:
@@ -63,7 +62,7 @@ def plot_method_comparison(rows: Sequence[Mapping[str, object]]) -> str:
     """One small bar chart per measured quantity, methods side by side, each bar labelled with its value; the best
     trained method's bar is green, the untuned baseline's grey. A row without a value for a quantity (the untuned
     model has no tokens/s or validation loss) has no bar in that chart, rather than a bar at 0."""
-    columns = [c for c in COMPARISON_COLUMNS if any(isinstance(r.get(c), int | float) for r in rows)]
+    columns = [c for c in COMPARISON_COLUMNS if chart_values(rows, c)]
     ncols = 3
     nrows = max(1, math.ceil(len(columns) / ncols))
     fig = new_figure(11.0, 3.0 * nrows)
