@@ -20,6 +20,8 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bench.ranking_msmarco import interval, paired_p
 
 RESULTS = Path("bench/results/ranking_learning_curve.json")
@@ -56,8 +58,6 @@ def latest_run_inputs(pipeline: str = "cross_encoder_training"):
 
 def summary(qrels, run, bm25_q: dict, zero_q: dict, relevance_level: int) -> dict:
     from finetune.ranking.metrics import per_query_scores
-
-    import numpy as np
 
     ndcg = per_query_scores(qrels, run, "ndcg@10", relevance_level)
     mrr = per_query_scores(qrels, run, "mrr@10", relevance_level)
