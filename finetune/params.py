@@ -1158,10 +1158,17 @@ class RewardModelParams(Params):
     """TRL ``RewardTrainer`` (Bradley-Terry loss −log σ(r_chosen − r_rejected)) on a sequence-classification head
     (``num_labels=1``) put on the policy's base model. ``center_rewards_coefficient`` adds c·(r_c + r_r)² to keep
     rewards near zero (InstructGPT-style centring; None: off). ``RewardTrainer`` drops training pairs whose prompt +
-    answer exceeds ``training.max_length`` tokens (it does not truncate them)."""
+    answer exceeds ``training.max_length`` tokens (it does not truncate them).
+
+    ``freeze`` (None: full fine-tuning) freezes blocks of the reward model before training; the new score head
+    always trains. A frozen block costs only its forward pass (no activations kept, no gradient, no optimizer
+    state), so on a CPU budget freezing the lower blocks lets many more pairs through: e.g. ``freeze_first_k: 26``
+    of SmolLM2's 30 blocks trains the top 4, the final norm and the head.
+    """
 
     training: TrainingParams = Field(default_factory=TrainingParams)
     center_rewards_coefficient: float | None = Field(None, ge=0.0)
+    freeze: LayerFreezingMethod | None = None
 
 
 class RlParams(Params):

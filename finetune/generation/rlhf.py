@@ -129,6 +129,10 @@ def train_reward_model(base_model_dir: str | Path, train: pd.DataFrame, test: pd
     placement = resolve_placement(params.training.device, params.training.precision)
     seed_before_building(params.training.seed)  # the one-logit score head is new
     model, tokenizer = load_reward_model(base_model_dir)
+    if params.freeze is not None:
+        from finetune.generation.methods import freeze_layers
+
+        freeze_layers(model, params.freeze)  # the score head is not in a block: it always trains
     plan = checkpoint_plan("reward_model", params.training.checkpoints, params, Path(base_model_dir), train)
     trainer = RewardTrainer(model=model, args=to_reward_config(params, out / "checkpoints", placement, plan),
                             train_dataset=Dataset.from_pandas(train[PAIR_COLUMNS], preserve_index=False),

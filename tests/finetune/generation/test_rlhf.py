@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+import torch
 
 from finetune.generation.rlhf import (
     RewardScorer,
@@ -14,6 +15,7 @@ from finetune.generation.rlhf import (
 )
 from finetune.models.causal import build_tiny_causal_lm
 from finetune.params import (
+    LayerFreezingMethod,
     RewardEvalParams,
     RewardModelParams,
     RlParams,
@@ -69,6 +71,27 @@ def test_reward_model_beats_chance_on_a_learnable_toy_set(tiny_base, tmp_path):
     chosen = reloaded.score(test["prompt"], test["chosen"])
     rejected = reloaded.score(test["prompt"], test["rejected"])
     assert pairwise_accuracy(chosen, rejected) == result.metrics["test_pairwise_accuracy"]
+
+
+def test_reward_model_with_frozen_blocks_trains_only_the_rest(tiny_base, tmp_path):
+    from safetensors.torch import load_file
+
+    train, test = _direction_pairs(128, 1), _direction_pairs(32, 2)
+    params = RewardModelParams(freeze=LayerFreezingMethod(freeze_first_k=1),  # of the tiny model's 2 blocks
+                               training=TrainingParams(epochs=3, per_device_batch_size=16, learning_rate=3e-3,
+                                                       warmup_ratio=0.0, logging_steps=5, max_length=32))
+    start, _ = load_reward_model(tiny_base)
+    before = {name: p.detach().clone() for name, p in start.named_parameters()}
+    result = train_reward_model(tiny_base, train, test, params, tmp_path)
+    after = load_file(str(result.model_dir / "model.safetensors"))
+    changed = {name for name, value in before.items() if not torch.equal(after[name], value)}
+    assert changed, "nothing trained"
+    # Block 0 and the embeddings stay exactly as loaded; the top block and the new score head move.
+    assert not {n for n in changed if n.startswith("transformer.h.0.") or n.startswith(("transformer.wte",
+                                                                                       "transformer.wpe"))}
+    assert any(n.startswith("transformer.h.1.") for n in changed)
+    assert "score.weight" in changed
+    assert result.log_history[-1]["loss"] < result.log_history[0]["loss"]
 
 
 def _count_up(prompts, completions, **kwargs):
