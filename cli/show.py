@@ -23,8 +23,10 @@ def _ranking_table(metrics: dict) -> list[str]:
     width = max(len(n) for n in names)
     start = any(k.startswith(f"{STARTING_POINT}_test_") for k in metrics)
     alone = any(k.startswith("cross_encoder_test_") for k in metrics)
+    teacher = any(k.endswith("_vs_teacher") for k in metrics)
     header = f"{'metric':<{width}}  {'baseline':>9}  {'reranker':>9}  {'p-value':>8}"
     header += f"  {'zero-shot':>9}  {'p vs z-s':>8}" if start else ""
+    header += f"  {'teacher':>9}  {'p vs t':>8}" if teacher else ""
     header += f"  {'unfused':>9}" if alone else ""
     lines = [header]
     for name in names:
@@ -35,6 +37,8 @@ def _ranking_table(metrics: dict) -> list[str]:
         if start:
             line += (f"  {metrics[f'{STARTING_POINT}_{name}']:>9.4f}"
                      f"  {metrics[f'p_value_{name}_vs_{STARTING_POINT}']:>8.3g}")
+        if teacher:
+            line += f"  {metrics[f'teacher_{name}']:>9.4f}  {metrics[f'p_value_{name}_vs_teacher']:>8.3g}"
         if alone:
             line += f"  {metrics['cross_encoder_' + name]:>9.4f}"
         lines.append(line)

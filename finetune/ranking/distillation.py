@@ -24,7 +24,7 @@ from finetune.models.sources import count_parameters, resolve_model, sentence_tr
 from finetune.params import CrossEncoderDistillationParams, RankingEvalParams
 from finetune.ranking import cross_encoder, dual_encoder
 from finetune.ranking.cross_encoder import RerankResult, TrainResult
-from finetune.ranking.evaluation import comparison_metrics, metric_key
+from finetune.ranking.evaluation import comparison_metrics, metric_key, versus_metrics
 from finetune.ranking.metrics import RunComparison, compare_runs
 from finetune.training import checkpoint_plan, seed_before_building, train_and_save
 
@@ -240,7 +240,9 @@ class TeacherStudentComparison:
     Attributes:
         comparison: ranx means and paired tests of ``student`` and ``teacher`` against the first stage.
         metrics: Flat ``test_<metric>`` (student), ``<baseline>_test_<metric>``, ``teacher_test_<metric>``,
-            p-values, and ``student_teacher_ratio_test_<primary>``.
+            p-values against the first stage (``p_value_test_<metric>`` for the student,
+            ``p_value_teacher_test_<metric>`` for the teacher), the student's paired test against the teacher
+            (``p_value_test_<metric>_vs_teacher``), and ``student_teacher_ratio_test_<primary>``.
         stats: docs/s and parameter counts of both, and the student's speed-up.
         runs: ``student`` and ``teacher`` reranked runs.
     """
@@ -293,7 +295,9 @@ def compare_teacher_student(
     metrics = comparison_metrics(comparison, candidate="student", baseline=baseline)
     for metric in evaluation.metrics:
         metrics[metric_key(metric, "teacher")] = comparison.means["teacher"][metric]
+        # The teacher against the first stage; the student against the teacher is ``p_value_test_<m>_vs_teacher``.
         metrics[f"p_value_{metric_key(metric, 'teacher')}"] = comparison.p_values["teacher"][metric]
+    metrics.update(versus_metrics(comparison, "student", "teacher", evaluation.stat_test, evaluation.alpha))
     primary = evaluation.primary_metric
     teacher_value = comparison.means["teacher"][primary]
     metrics[f"student_teacher_ratio_{metric_key(primary)}"] = (

@@ -73,6 +73,12 @@ def test_distill_from_a_registered_teacher_by_name_and_stage(tmp_path, zenml_cli
     metrics = run.steps["compare_teacher_student"].outputs["metrics"][0].load()
     stats = run.steps["compare_teacher_student"].outputs["rerank_stats"][0].load()
     assert {"test_ndcg@10", "teacher_test_ndcg@10", "bm25_test_ndcg@10"} <= set(metrics)
+    # `python -m cli.show` gives the student's paired test against the teacher beside the one against BM25.
+    from cli.show import summary
+
+    row = next(line for line in summary("cross_encoder_distillation").splitlines() if line.startswith("test_ndcg@10"))
+    assert row.split()[-2:] == [f"{metrics['teacher_test_ndcg@10']:.4f}",
+                                f"{metrics['p_value_test_ndcg@10_vs_teacher']:.3g}"]
     assert stats["student_num_parameters"] == student.num_parameters and stats["teacher_docs_per_second"] > 0
     decision = run.steps["promote_model"].outputs["promotion_decision"][0].load()
     assert decision["promote"] == (metrics["test_ndcg@10"] > metrics["bm25_test_ndcg@10"])

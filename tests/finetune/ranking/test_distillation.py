@@ -209,6 +209,10 @@ def test_teacher_against_itself_is_a_tie(dual_teacher):
                                           RankingEvalParams(rerank_depth=3, metrics=("ndcg@10", "mrr@10")))
     assert result.metrics["test_ndcg@10"] == result.metrics["teacher_test_ndcg@10"]
     assert result.metrics["student_teacher_ratio_test_ndcg@10"] == pytest.approx(1.0)
+    # The student's paired test is against the teacher (a tie: p = 1), not the teacher's against the first stage.
+    assert result.metrics["p_value_test_ndcg@10_vs_teacher"] == 1.0
+    assert result.metrics["significant_test_ndcg@10_vs_teacher"] == 0.0
+    assert result.metrics["p_value_teacher_test_ndcg@10"] == result.comparison.p_values["teacher"]["ndcg@10"]
     assert result.stats["pairs_scored"] == 5.0 and result.stats["docs_per_second"] > 0
     assert result.stats["teacher_num_parameters"] == result.stats["student_num_parameters"] == 100.0
 
@@ -252,3 +256,28 @@ def test_speed_is_the_median_of_alternating_repetitions(monkeypatch):
     assert result.stats["docs_per_second"] == 100.0 and result.stats["teacher_docs_per_second"] == 50.0
     assert (result.stats["speedup"], result.stats["speedup_min"], result.stats["speedup_max"]) == (2.0, 1.0, 4.0)
     assert result.runs == {"student": {"1": {"a": 1.0}, "2": {"b": 1.0}}, "teacher": {"1": {"a": 2.0}, "2": {"b": 1.0}}}
+
+
+def test_student_is_tested_against_the_teacher(monkeypatch):
+    """Three queries, one relevant passage each. The teacher ranks it first everywhere (nDCG@10 = 1); the student
+    ranks it second on two queries (1/log2(3)). The per-query differences 0, -x, -x give t = -2 on 2 degrees of
+    freedom, so the paired t-test's p is exactly 1 - 2/sqrt(6)."""
+    from finetune.ranking.cross_encoder import RerankResult
+
+    def fake_rerank(path, arch, data, first_stage, depth, batch_size, max_length, precision):
+        if path == "teacher":
+            run = {q: {f"{q}a": 2.0, f"{q}b": 1.0} for q in ("1", "2", "3")}
+        else:
+            run = {"1": {"1a": 2.0, "1b": 1.0}, "2": {"2a": 1.0, "2b": 2.0}, "3": {"3a": 1.0, "3b": 2.0}}
+        return RerankResult(run=run, pairs_scored=6, seconds=1.0)
+
+    monkeypatch.setattr(dist, "rerank_with", fake_rerank)
+    docs = {f"{q}{d}": f"passage {q}{d}" for q in ("1", "2", "3") for d in ("a", "b")}
+    data = RankingSet("t", docs, {"1": "q1", "2": "q2", "3": "q3"}, {q: {f"{q}a": 1} for q in ("1", "2", "3")})
+    first_stage = {q: {f"{q}a": 1.0, f"{q}b": 2.0} for q in ("1", "2", "3")}
+    result = dist.compare_teacher_student(("teacher", "dual_encoder", 9), ("student", "dual_encoder", 3), data,
+                                          first_stage, "bm25", RankingEvalParams(rerank_depth=2, metrics=("ndcg@10",)))
+    assert result.metrics["teacher_test_ndcg@10"] == 1.0
+    assert result.metrics["test_ndcg@10"] == pytest.approx((1 + 2 / np.log2(3)) / 3)
+    assert result.metrics["p_value_test_ndcg@10_vs_teacher"] == pytest.approx(1 - 2 / np.sqrt(6))
+    assert result.metrics["significant_test_ndcg@10_vs_teacher"] == 0.0
