@@ -418,7 +418,8 @@ class CrossEncoderParams(Params):
         """The same model and optimisation as a distillation student (all layers kept)."""
         return CrossEncoderDistillationParams(student=self.model, keep_layers=None, loss=self.teacher_loss,
                                               temperature=self.temperature, label_weight=self.label_weight,
-                                              training=self.training)
+                                              training=self.training,
+                                              length_grouped_batches=self.length_grouped_batches)
 
 
 class FusionParams(Params):
@@ -555,6 +556,8 @@ class DualEncoderParams(Params):
     sentence-transformers' ``MSELoss``, as its layer-reduction distillation does). ``scale`` multiplies similarities in
     MNRL (default 20 for cosine, whose range [-1, 1] is too flat for a softmax; 1 for dot products).
     ``keep_layers`` keeps only these transformer layers of the starting weights (0-based).
+    ``length_grouped_batches`` batches texts of similar token length for ``embedding_mse``, which has no in-batch
+    negatives; the other losses always draw ``no_duplicates`` batches, so no passage is its own in-batch negative.
     """
 
     model: ModelSpec = Field(default_factory=PackagedModel)
@@ -566,6 +569,7 @@ class DualEncoderParams(Params):
     temperature: float = Field(1.0, gt=0.0)
     keep_layers: tuple[int, ...] | None = None
     training: TrainingParams = Field(default_factory=TrainingParams)
+    length_grouped_batches: bool = True
 
     @property
     def mnrl_scale(self) -> float:
@@ -618,6 +622,9 @@ class CrossEncoderDistillationParams(Params):
     is ``(1 − label_weight) · softmax(teacher / temperature) + label_weight · onehot(judged positive)``, the
     classic distillation loss α·CE(labels) + (1 − α)·KL(teacher) (Hinton et al. 2015) in one listwise term.
     Unlabeled queries' groups keep the teacher's softmax alone.
+
+    ``length_grouped_batches`` batches rows of similar token length (random otherwise), as
+    :class:`CrossEncoderParams` does, so batches pad less.
     """
 
     student: ModelSpec | Literal["teacher"] = "teacher"
@@ -626,6 +633,7 @@ class CrossEncoderDistillationParams(Params):
     temperature: float = Field(1.0, gt=0.0)
     label_weight: float = Field(0.0, ge=0.0, lt=1.0)
     training: TrainingParams = Field(default_factory=TrainingParams)
+    length_grouped_batches: bool = True
 
     @model_validator(mode="after")
     def _label_weight_needs_kl(self) -> CrossEncoderDistillationParams:

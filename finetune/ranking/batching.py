@@ -31,10 +31,14 @@ def row_token_lengths(dataset, tokenizer, max_length: int) -> np.ndarray:
 
     Handles the layouts of ``to_loss_dataset``: (query, passage, label), (query, docs, labels) and
     (query, positive, negative_1, ...). The first text column is the query; every other text column holds a
-    document or a list of documents.
+    document or a list of documents. A single text column (text, label), as a bi-encoder learning a teacher's
+    embeddings trains on, gives each text's own length.
     """
     columns = [c for c in dataset.column_names if c not in LABEL_COLUMNS]
     queries = dataset[columns[0]]
+    if len(columns) == 1:
+        encoded = tokenizer(list(queries), truncation=True, max_length=max_length)
+        return np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
     rows, pair_queries, pair_docs = [], [], []
     for column in columns[1:]:
         for row, value in enumerate(dataset[column]):

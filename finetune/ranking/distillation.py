@@ -192,8 +192,14 @@ def train_cross_encoder_student(
     teacher_dir: str | Path,
     teacher_description: str = "teacher",
 ) -> TrainResult:
-    """Train a cross-encoder student on the teacher's scores (CrossEncoderTrainer) and save it to ``model/``."""
+    """Train a cross-encoder student on the teacher's scores (CrossEncoderTrainer) and save it to ``model/``.
+
+    As in :func:`finetune.ranking.cross_encoder.train_cross_encoder`, batches are length-grouped
+    (``params.length_grouped_batches``) and, on CPU in fp32, the linear layers compute through oneDNN.
+    """
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
+
+    from finetune.ranking.onednn import onednn_linears
 
     out = Path(output_dir)
     placement = resolve_placement(params.training.device, params.training.precision)
@@ -206,14 +212,17 @@ def train_cross_encoder_student(
                          **sentence_transformers_kwargs(trusted))
     dataset = cross_encoder_dataset(teacher_scores, params.loss, params.temperature, params.label_weight)
     plan = checkpoint_plan("cross_encoder_student", params.training.checkpoints, params, teacher_scores, base)
+    sampler = (cross_encoder.length_grouped_sampler(dataset, model.tokenizer, params.training)
+               if params.length_grouped_batches else None)
     trainer = CrossEncoderTrainer(
         model=model,
-        args=cross_encoder.to_training_arguments(params.training, out / "trainer", placement, plan),
+        args=cross_encoder.to_training_arguments(params.training, out / "trainer", placement, plan, sampler),
         train_dataset=dataset,
         loss=cross_encoder_loss(model, params.loss),
     )
     model_dir = out / "model"
-    run = train_and_save(trainer, model, model_dir, plan, "train_cross_encoder_student")
+    with onednn_linears(model, enabled=placement.device == "cpu" and placement.precision == "fp32"):
+        run = train_and_save(trainer, model, model_dir, plan, "train_cross_encoder_student")
     return TrainResult(model_dir=model_dir, log_history=run.history, num_parameters=count_parameters(model),
                        train_seconds=run.seconds, train_examples=len(dataset), base_model=description,
                        device=f"{placement.device}/{placement.precision}", resumed_from_step=run.resumed_from_step)

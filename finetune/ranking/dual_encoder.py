@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,18 +151,19 @@ def build_loss(model, params: DualEncoderParams):
 
 def to_training_arguments(
     params: TrainingParams, output_dir: str | Path, placement: Placement, router_mapping: dict[str, str] | None = None,
-    checkpoints: CheckpointPlan | None = None,
+    checkpoints: CheckpointPlan | None = None, batch_sampler: Callable | None = None,
 ):
     """Map our training parameters onto ``SentenceTransformerTrainingArguments`` (the one place this happens).
 
-    ``no_duplicates`` batching keeps a passage from appearing twice in a batch, where MNRL would count it as its
-    own in-batch negative.
+    ``no_duplicates`` batching (the default) keeps a passage from appearing twice in a batch, where MNRL would
+    count it as its own in-batch negative. ``batch_sampler`` replaces it with a batch-sampler factory
+    (:func:`finetune.ranking.cross_encoder.length_grouped_sampler`) for a loss without in-batch negatives.
     """
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     return SentenceTransformerTrainingArguments(
         **{**common_training_arguments(params, output_dir, placement), **(checkpoints or CheckpointPlan()).arguments()},
-        batch_sampler="no_duplicates",
+        batch_sampler="no_duplicates" if batch_sampler is None else batch_sampler,
         router_mapping=router_mapping or {},
     )
 
@@ -256,10 +258,17 @@ def train_dual_encoder(
                          f"dimensions, the teacher in {len(dataset[0]['label'])}; start from the teacher "
                          "(from_teacher: true) or a model of the same width")
     plan = checkpoint_plan("dual_encoder", params.training.checkpoints, params, frame, path)
+    # Learning embeddings mixes ~10-token queries with ~80-token passages and has no in-batch negatives, so its
+    # batches are length-grouped; the other losses keep no_duplicates batches for their in-batch negatives.
+    sampler = None
+    if params.loss == EMBEDDING_LOSS and params.length_grouped_batches and params.towers == "shared":
+        from finetune.ranking.cross_encoder import length_grouped_sampler
+
+        sampler = length_grouped_sampler(dataset, model.tokenizer, params.training)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=to_training_arguments(params.training, out / "trainer", placement, router_mapping(dataset, params.towers),
-                                   plan),
+                                   plan, sampler),
         train_dataset=dataset,
         loss=build_loss(model, params),
     )

@@ -132,3 +132,11 @@ def test_the_trainer_draws_length_grouped_batches(tiny_cross_encoder, tmp_path):
     assert sorted(i for b in batches for i in b) == list(range(48))
     # 48 rows form one mega-batch: sorted by length and cut in 4s, each batch spans at most one length step.
     assert all(len({lengths[i] for i in b}) <= 2 for b in batches)
+
+
+def test_single_text_rows_get_their_own_length(tiny_cross_encoder):
+    dataset = Dataset.from_dict({"text": ["a", "a b c", "a b c d e f g h"], "label": [[0.0], [1.0], [2.0]]})
+    lengths = row_token_lengths(dataset, tiny_cross_encoder.tokenizer, max_length=6)
+    expected = [len(tiny_cross_encoder.tokenizer(t, truncation=True, max_length=6)["input_ids"])
+                for t in dataset["text"]]
+    assert lengths.tolist() == expected and expected[0] < expected[1] < expected[2] == 6

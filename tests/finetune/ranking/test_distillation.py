@@ -281,3 +281,50 @@ def test_student_is_tested_against_the_teacher(monkeypatch):
     assert result.metrics["test_ndcg@10"] == pytest.approx((1 + 2 / np.log2(3)) / 3)
     assert result.metrics["p_value_test_ndcg@10_vs_teacher"] == pytest.approx(1 - 2 / np.sqrt(6))
     assert result.metrics["significant_test_ndcg@10_vs_teacher"] == 0.0
+
+
+@pytest.fixture
+def drawn_batches(monkeypatch):
+    """Every batch a LengthGroupedBatchSampler hands to a trainer, in order."""
+    from finetune.ranking.batching import LengthGroupedBatchSampler
+
+    drawn: list[tuple[list[int], list[int]]] = []  # (row indices, their token lengths)
+    original = LengthGroupedBatchSampler.__iter__
+
+    def recording(self):
+        for batch in original(self):
+            drawn.append((batch, [int(self.lengths[i]) for i in batch]))
+            yield batch
+
+    monkeypatch.setattr(LengthGroupedBatchSampler, "__iter__", recording)
+    return drawn
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_cross_encoder_student_trains_on_length_grouped_batches(cross_teacher, tmp_path, drawn_batches, grouped):
+    pairs = _pairs(n_groups=8)
+    pairs["passage"] = [p + " big" * (i % 6) for i, p in enumerate(pairs["passage"])]  # 6 different lengths
+    frame, _ = dist.score_teacher(pairs, cross_teacher, "cross_encoder", device="cpu")
+    params = CrossEncoderDistillationParams(student="teacher", loss="mse", training=FAST,
+                                            length_grouped_batches=grouped)
+    result = dist.train_cross_encoder_student(frame, params, tmp_path, cross_teacher, "tiny teacher")
+    assert len(result.log_history) == 4
+    if not grouped:
+        assert drawn_batches == []
+        return
+    # 24 pairs in one mega-batch: sorted by length, so each batch of 4 spans at most 2 of the 6 lengths (the 4
+    # updates draw 16 of the 24 pairs, with at least 4 different lengths among them).
+    assert len({n for _, lengths in drawn_batches for n in lengths}) >= 4
+    assert len(drawn_batches) >= 4 and all(len(rows) == 4 for rows, _ in drawn_batches[:4])
+    assert all(len(set(lengths)) <= 2 for _, lengths in drawn_batches[:4])
+
+
+def test_embedding_mse_student_trains_on_length_grouped_texts(dual_teacher, tmp_path, drawn_batches):
+    """The student learns each text's embedding; queries (6 tokens) and passages (8) fall into separate batches."""
+    frame, _ = dist.score_teacher(_pairs(n_groups=8), dual_teacher, "dual_encoder", device="cpu")
+    params = DualEncoderParams(loss="embedding_mse", similarity="dot", training=FAST)
+    result = de.train_dual_encoder(frame, params, tmp_path, base_path=dual_teacher, base_description="teacher",
+                                   default_every_other=True, teacher_dir=dual_teacher)
+    assert len(result.log_history) == 4 and result.train_examples == 8 + 24
+    assert len(drawn_batches) >= 4 and {n for _, lengths in drawn_batches for n in lengths} == {6, 8}
+    assert all(len(set(lengths)) == 1 for _, lengths in drawn_batches[:4])  # 8 queries, then passages: never mixed
