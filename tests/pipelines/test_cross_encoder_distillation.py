@@ -89,3 +89,13 @@ def test_distill_from_a_registered_teacher_by_name_and_stage(tmp_path, zenml_cli
     assert statuses["score_teacher"] == "cached" and statuses["distill_cross_encoder"] == "cached"
     assert statuses["record_teacher"] == statuses["promote_model"] == "completed"
     assert zenml_client.get_model_version(student_name, 2).run_metadata["teacher"]["version_number"] == 1
+
+    # bench.retime_distillation re-runs the comparison on the very models the run stored: the same quality, new
+    # timings of both models.
+    from bench.retime_distillation import retime
+
+    again = retime(run)
+    assert again["test_ndcg@10"]["retimed"] == again["test_ndcg@10"]["stored"] == round(metrics["test_ndcg@10"], 4)
+    assert again["stored"]["speedup"] == stats["speedup"]
+    assert again["retimed"]["docs_per_second"] > 0 and again["retimed"]["teacher_docs_per_second"] > 0
+    assert again["retimed"]["speedup_min"] <= again["retimed"]["speedup"] <= again["retimed"]["speedup_max"]
