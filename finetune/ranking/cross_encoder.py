@@ -248,14 +248,15 @@ def train_cross_encoder(
     The tiny_bert source trains its tokenizer on the training queries and passages. With ``curriculum`` the
     trainer draws each batch from the easiest queries' rows as its pacing function allows
     (:mod:`finetune.curriculum`); the number of optimizer steps is unchanged. Without one, batches are
-    length-grouped (``params.length_grouped_batches``) so each pads to little more than its own rows. On CPU in
-    fp32 the linear layers compute through oneDNN (:mod:`finetune.ranking.onednn`). A run killed after a checkpoint
-    (``params.training.checkpoints``) resumes from it when started again with the same pairs and parameters.
+    length-grouped (``params.length_grouped_batches``) so each pads to little more than its own rows. On a CPU
+    other than Intel's, in fp32, the linear layers compute through oneDNN (:mod:`finetune.ranking.onednn`). A
+    run killed after a checkpoint (``params.training.checkpoints``) resumes from it when started again with the same
+    pairs and parameters.
     """
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
 
     from finetune.curriculum import with_curriculum
-    from finetune.ranking.onednn import onednn_linears
+    from finetune.ranking.onednn import onednn_for_training, onednn_linears
 
     out = Path(output_dir)
     placement = resolve_placement(params.training.device, params.training.precision)
@@ -283,7 +284,7 @@ def train_cross_encoder(
         **extra,
     )
     model_dir = out / "model"
-    with onednn_linears(model, enabled=placement.device == "cpu" and placement.precision == "fp32"):
+    with onednn_linears(model, enabled=onednn_for_training(placement.device, placement.precision)):
         run = train_and_save(trainer, model, model_dir, plan, "train_cross_encoder")
     return TrainResult(
         model_dir=model_dir,

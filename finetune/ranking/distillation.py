@@ -195,11 +195,12 @@ def train_cross_encoder_student(
     """Train a cross-encoder student on the teacher's scores (CrossEncoderTrainer) and save it to ``model/``.
 
     As in :func:`finetune.ranking.cross_encoder.train_cross_encoder`, batches are length-grouped
-    (``params.length_grouped_batches``) and, on CPU in fp32, the linear layers compute through oneDNN.
+    (``params.length_grouped_batches``) and, on a CPU other than Intel's in fp32, the linear layers compute
+    through oneDNN.
     """
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
 
-    from finetune.ranking.onednn import onednn_linears
+    from finetune.ranking.onednn import onednn_for_training, onednn_linears
 
     out = Path(output_dir)
     placement = resolve_placement(params.training.device, params.training.precision)
@@ -221,7 +222,7 @@ def train_cross_encoder_student(
         loss=cross_encoder_loss(model, params.loss),
     )
     model_dir = out / "model"
-    with onednn_linears(model, enabled=placement.device == "cpu" and placement.precision == "fp32"):
+    with onednn_linears(model, enabled=onednn_for_training(placement.device, placement.precision)):
         run = train_and_save(trainer, model, model_dir, plan, "train_cross_encoder_student")
     return TrainResult(model_dir=model_dir, log_history=run.history, num_parameters=count_parameters(model),
                        train_seconds=run.seconds, train_examples=len(dataset), base_model=description,

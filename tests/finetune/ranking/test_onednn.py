@@ -76,3 +76,17 @@ def test_other_dtypes_fall_back_and_disabled_is_a_no_op():
         assert torch.equal(model(x), expected)  # float64: plain nn.Linear arithmetic, bit for bit
     with onednn_linears(model, enabled=False) as swapped:
         assert swapped == 0 and type(model[0]) is nn.Linear
+
+
+def test_training_goes_through_onednn_only_on_cpus_other_than_intels(tmp_path, monkeypatch):
+    import finetune.ranking.onednn as onednn
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n")
+    assert onednn.cpu_vendor(str(info)) == "AuthenticAMD"
+    assert onednn.cpu_vendor(str(tmp_path / "absent")) == ""
+    for vendor, expected in (("GenuineIntel", False), ("AuthenticAMD", True), ("", True)):
+        monkeypatch.setattr(onednn, "cpu_vendor", lambda vendor=vendor: vendor)
+        assert onednn.onednn_for_training("cpu", "fp32") is expected
+        assert onednn.onednn_for_training("cpu", "bf16") is False
+        assert onednn.onednn_for_training("cuda", "fp32") is False
