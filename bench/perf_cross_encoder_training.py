@@ -7,8 +7,9 @@ packaged all-MiniLM-L6-v2 with the same seeded classification head and train the
 the same loss (BCE with pos_weight 4), batch size 16, learning rate 1e-4, 10 % warm-up, weight decay 0.01,
 max_length 256 and seed. The peer is ``CrossEncoderTrainer`` with default arguments otherwise (random batches,
 PyTorch's default kernels); ours is ``finetune.ranking.cross_encoder.train_cross_encoder`` with its parameters,
-the path the ``train_cross_encoder`` step runs (length-grouped batches, oneDNN linear layers on CPU). Each
-repetition times the whole job on both sides, alternating: load the model, build the trainer, train, save.
+the path the ``train_cross_encoder`` step runs (length-grouped batches; oneDNN linear layers on a CPU other
+than Intel's). Each repetition times the whole job on both sides, alternating: load the model, build the trainer,
+train, save.
 
 Quality: the model of each side's last repetition reranks the BM25 top-30 of the 22 held-out queries; nDCG@10
 of both and a paired t-test between them (22 queries) say whether they are equal within noise.
@@ -175,6 +176,10 @@ def main() -> int:
          f"({len(eval_set.queries)} queries, top-{args.eval_depth}) |", "|---|---:|---:|---:|---:|"]
         + [f"| {label} | {rates[n]['best']:.2f} | {rates[n]['median']:.2f} | {r} | {ndcg[n]:.4f} |"
            for label, n, r in rows])
+    from finetune.ranking.onednn import cpu_vendor, onednn_for_training
+
+    kernels = ("oneDNN linear layers" if onednn_for_training("cpu", "fp32")
+               else f"MKL's linear layers: oneDNN trains slower on this {cpu_vendor()} CPU")
     markdown = f"""
 ## Cross-encoder training vs sentence-transformers (`python -m bench.perf_cross_encoder_training`)
 
@@ -184,7 +189,7 @@ def main() -> int:
 training queries), one epoch from all-MiniLM-L6-v2 with the same seeded head on both sides, BCE (pos_weight 4),
 batch {BATCH}, lr {LR:g}, 10 % warm-up, max_length {MAX_LENGTH}, fp32 on CPU, {args.repetitions} alternating
 repetitions of the whole job (load, train, save). The peer is `CrossEncoderTrainer` with default arguments; ours
-is `train_cross_encoder` (length-grouped batches, oneDNN linear layers). Random batches of {BATCH} computed
+is `train_cross_encoder` (length-grouped batches, {kernels}). Random batches of {BATCH} computed
 {padding["peer"]:.0%} padding positions, length-grouped ones {padding["ours"]:.0%}.
 
 {table}
