@@ -117,7 +117,7 @@ bench-quality: $(STAMP) .zen
 	$(BIN)/python -m bench.run_seeds pipelines.ranking.cross_encoder_training configs/cross_encoder_training_msmarco.yaml --seeds 42 43 44
 	$(BIN)/python -m cli.show cross_encoder_training
 	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_training -c configs/dual_encoder_training_msmarco.yaml
-	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_distillation -c configs/dual_encoder_distillation_msmarco.yaml
+	$(BIN)/python -m bench.run_seeds pipelines.ranking.dual_encoder_distillation configs/dual_encoder_distillation_msmarco.yaml --seeds 42 43 44
 	$(BIN)/python -m bench.run_seeds pipelines.ranking.cross_encoder_distillation configs/cross_encoder_distillation_msmarco.yaml --seeds 42 43 44
 	$(BIN)/python -m bench.run_seeds pipelines.ranking.ranking_curriculum configs/ranking_curriculum_msmarco.yaml --seeds 42 43 44
 	$(BIN)/python -m bench.ranking_msmarco
