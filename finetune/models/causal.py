@@ -13,7 +13,13 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from finetune.models.sources import ResolvedModel, check_safetensors, pretrained_kwargs, warn_remote_code
+from finetune.models.sources import (
+    ResolvedModel,
+    check_safetensors,
+    hub_snapshot,
+    pretrained_kwargs,
+    warn_remote_code,
+)
 from finetune.params import GgufModel, HubModel, LocalModel, TinyGpt2Model, TinyLlamaModel
 
 EOS_TOKEN = "<|endoftext|>"
@@ -161,14 +167,7 @@ def base_model_directory(
     resolved = resolve_causal_model(spec, workdir, texts)
     if not isinstance(spec, HubModel):
         return Path(resolved.name_or_path), resolved.description
-    from huggingface_hub import snapshot_download
-
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
-    if resolved.trust_remote_code:
-        patterns.append("*.py")
-    path = snapshot_download(spec.id, revision=spec.revision, allow_patterns=patterns)
-    check_safetensors(path)
-    return Path(path), resolved.description
+    return hub_snapshot(spec, resolved.trust_remote_code), resolved.description
 
 
 def lora_target_modules(model_type: str) -> list[str]:

@@ -169,6 +169,19 @@ def resolve_model(
     return ResolvedModel(str(path), None, description)
 
 
+def hub_snapshot(spec: HubModel, trust_remote_code: bool = False) -> Path:
+    """A hub model's files at its pinned revision, through the local cache (offline runs read the cache): weights in
+    safetensors, config and tokenizer files, and the repository's ``*.py`` files only with ``trust_remote_code``."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+    if trust_remote_code:
+        patterns.append("*.py")
+    path = snapshot_download(spec.id, revision=spec.revision, allow_patterns=patterns)
+    check_safetensors(path)
+    return Path(path)
+
+
 def packaged_model_path(package: str) -> Path:
     """Directory of a model shipped inside an installed package exposing ``get_model_path()``."""
     try:

@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import yaml
 
+from finetune.generation import rlhf
+
 pytestmark = pytest.mark.slow
 
 TINY = {"kind": "tiny_gpt2", "hidden_size": 32, "num_layers": 2, "num_heads": 2, "vocab_size": 400,
@@ -33,7 +35,12 @@ def _output(run, step, name):
     return run.steps[step].outputs[name][0].load()
 
 
-def test_rlhf_training_reward_model_and_policy(tmp_path, zenml_client):
+TINY_BERT = {"kind": "tiny_bert", "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
+             "vocab_size": 300, "max_position_embeddings": 64}
+
+
+@pytest.mark.parametrize("reward_start", [None, TINY_BERT], ids=["policy_weights", "encoder"])
+def test_rlhf_training_reward_model_and_policy(tmp_path, zenml_client, reward_start):
     model_name = f"rlhf_{uuid.uuid4().hex[:8]}"
     training = {"per_device_batch_size": 16, "warmup_ratio": 0.0, "max_length": 48, "logging_steps": 5,
                 "device": "cpu", "precision": "fp32"}
@@ -42,7 +49,8 @@ def test_rlhf_training_reward_model_and_policy(tmp_path, zenml_client):
         "parameters": {
             "data": {"source": {"kind": "demo", "output_dir": str(tmp_path / "pairs"), "num_pairs": 200}},
             "rlhf": {"model": TINY,
-                     "reward": {"training": {**training, "epochs": 2, "learning_rate": 1e-3}},
+                     "reward": {"model": reward_start,
+                                "training": {**training, "epochs": 2, "learning_rate": 1e-3}},
                      "rl": {"num_generations": 4, "max_completion_length": 6, "beta": 0.0,
                             "training": {**training, "max_steps": 10, "learning_rate": 1e-3}}},
             "evaluation": {"max_new_tokens": 6, "num_samples": 2, "max_prompts": 20},
@@ -52,6 +60,13 @@ def test_rlhf_training_reward_model_and_policy(tmp_path, zenml_client):
     assert str(run.status) == "completed"
     reward_metrics = _output(run, "train_reward_model", "reward_model_metrics")
     assert 0.0 <= reward_metrics["test_pairwise_accuracy"] <= 1.0
+    reward_dir = _output(run, "train_reward_model", "reward_model_dir")
+    policy_dir = _output(run, "prepare_causal_lm", "base_model_dir")
+    if reward_start is None:  # a score head on the policy's own weights and tokenizer
+        assert reward_dir.base_model == policy_dir.base_model
+    else:  # an encoder of its own, scoring the policy's sampled answers before and after RL
+        assert reward_dir.base_model.startswith("tiny_bert") and "fingerprint_reward_base" in run.steps
+        assert rlhf.load_reward_model(reward_dir.path)[0].config.model_type == "bert"
     assert len(_output(run, "load_preferences", "test_pairs")) == 40  # 200 × 0.2
     before = _output(run, "evaluate_base_reward", "reward_metrics")["base_test_mean_reward"]
     after = _output(run, "evaluate_policy_reward", "reward_metrics")["test_mean_reward"]

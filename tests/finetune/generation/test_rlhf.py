@@ -9,7 +9,9 @@ from finetune.generation.rlhf import (
     load_reward_model,
     mean_reward,
     pairwise_accuracy,
+    reward_dataset,
     reward_log,
+    reward_token_ids,
     train_policy,
     train_reward_model,
 )
@@ -65,6 +67,13 @@ def test_reward_model_beats_chance_on_a_learnable_toy_set(tiny_base, tmp_path):
     result = train_reward_model(tiny_base, train, test, params, tmp_path)
     assert result.metrics["test_pairwise_accuracy"] >= 0.9 > before + 0.2
     assert result.metrics["test_reward_margin"] > 0
+    low, high = result.metrics["test_pairwise_accuracy_low"], result.metrics["test_pairwise_accuracy_high"]
+    assert low < result.metrics["test_pairwise_accuracy"] <= high <= 1.0
+    # Every answer is one word (" up" / " down"): "prefer the longer answer" ties on every pair, which counts as
+    # wrong, so the reward model is right alone on each pair it gets right: McNemar p = 2 × 0.5^k.
+    assert result.metrics["test_longer_answer_accuracy"] == 0.0
+    right = round(result.metrics["test_pairwise_accuracy"] * len(test))
+    assert result.metrics["test_p_value_vs_longer_answer"] == pytest.approx(2 * 0.5 ** right)
     assert result.log_history[-1]["loss"] < result.log_history[0]["loss"]
     # The saved model scores as the trained one did: reloading loses nothing.
     reloaded = RewardScorer(*load_reward_model(result.model_dir))
@@ -113,3 +122,58 @@ def test_rl_raises_the_mean_reward_on_a_toy_reward(tiny_base, tmp_path, algorith
     assert [e["step"] for e in log] == [10, 20, 30, 40]
     # Measured on CPU: 0.08 → 4.19 "up"s per 8-token completion with RLOO, 0.08 → 3.34 with GRPO.
     assert before < 0.5 and after > 2.0, (before, after)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_start(tmp_path_factory):
+    """A tiny BERT (its own WordPiece tokenizer) as the reward model's starting encoder (``reward.model``)."""
+    from finetune.generation.rlhf import reward_base_directory
+    from finetune.params import TinyBertModel
+
+    pairs = _direction_pairs(200, 0)
+    texts = [t for column in ("prompt", "chosen", "rejected") for t in pairs[column].tolist()]
+    spec = TinyBertModel(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, vocab_size=200,
+                         max_position_embeddings=64)
+    path, description = reward_base_directory(spec, tmp_path_factory.mktemp("bert"), texts)
+    assert description.startswith("tiny_bert")
+    return path
+
+
+@pytest.mark.parametrize("start", ["tiny_base", "tiny_bert_start"])
+def test_reward_token_ids_cut_the_start_of_a_long_prompt_and_keep_the_answer(start, request):
+    _, tokenizer = load_reward_model(request.getfixturevalue(start))
+    answer = " up up down"
+    [short] = reward_token_ids(tokenizer, [" say up:"], [answer], max_length=48)  # " say" as in the long one
+    [long] = reward_token_ids(tokenizer, ["go now then please " * 20 + "say up:"], [answer], max_length=12)
+    assert len(long) == 12 < len(tokenizer("go now then please " * 20)["input_ids"])
+    tail = len(short) - (1 if short[0] in tokenizer.all_special_ids else 0)  # text tokens (+ EOS or [SEP])
+    assert long[-tail:] == short[-tail:]  # the answer and the end of the prompt survive
+    if short[0] in tokenizer.all_special_ids:  # [CLS] (BERT) stays first after the cut
+        assert long[0] == short[0]
+    assert tokenizer.truncation_side == "left"
+
+
+def test_reward_dataset_keeps_every_pair_within_max_length(tiny_base):
+    _, tokenizer = load_reward_model(tiny_base)
+    pairs = _direction_pairs(20, 4)
+    pairs.loc[:9, "prompt"] = "go now then please " * 30 + pairs.loc[:9, "prompt"]  # 10 pairs far over 16 tokens
+    dataset = reward_dataset(tokenizer, pairs, max_length=16)
+    assert len(dataset) == 20
+    assert max(len(ids) for column in ("chosen_ids", "rejected_ids") for ids in dataset[column]) == 16
+
+
+def test_reward_model_from_an_encoder_of_its_own(tiny_bert_start, tmp_path):
+    """``reward.model`` set: a BERT sequence classifier with its own tokenizer learns the toy preference, and the
+    saved model scores as the trained one did."""
+    train, test = _direction_pairs(240, 1), _direction_pairs(60, 2)
+    params = RewardModelParams(training=TrainingParams(epochs=10, per_device_batch_size=16, learning_rate=3e-3,
+                                                       warmup_ratio=0.0, logging_steps=5, max_length=32))
+    result = train_reward_model(tiny_bert_start, train, test, params, tmp_path)
+    assert result.metrics["test_pairwise_accuracy"] >= 0.9
+    assert result.log_history[-1]["loss"] < result.log_history[0]["loss"]
+    model, tokenizer = load_reward_model(result.model_dir)
+    assert model.config.model_type == "bert"
+    reloaded = RewardScorer(model, tokenizer, max_length=32)
+    accuracy = pairwise_accuracy(reloaded.score(test["prompt"], test["chosen"]),
+                                 reloaded.score(test["prompt"], test["rejected"]))
+    assert accuracy == result.metrics["test_pairwise_accuracy"]
