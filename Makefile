@@ -114,6 +114,9 @@ bench-quality: $(STAMP) .zen
 	$(BIN)/python -m cli.show method_comparison
 	$(BIN)/zenml pipeline run pipelines.generation.rlhf_training -c configs/rlhf_training_smollm2.yaml
 	$(BIN)/python -m cli.show rlhf_training
+	$(BIN)/python -m bench.rag_msmarco_targets
+	$(BIN)/zenml pipeline run pipelines.generation.rag_intent -c configs/rag_intent_smollm2.yaml
+	$(BIN)/python -m cli.show rag_intent
 	$(BIN)/python -m bench.run_seeds pipelines.ranking.cross_encoder_training configs/cross_encoder_training_msmarco.yaml --seeds 42 43 44
 	$(BIN)/python -m cli.show cross_encoder_training
 	$(BIN)/zenml pipeline run pipelines.ranking.dual_encoder_training -c configs/dual_encoder_training_msmarco.yaml
