@@ -1194,6 +1194,11 @@ class RlParams(Params):
     Each prompt gets ``num_generations`` sampled completions; a batch of ``per_device_batch_size`` completions must
     hold whole groups, so the batch size is a multiple of ``num_generations``. ``beta`` weights the KL penalty to the
     starting policy (0: no reference model is loaded).
+
+    ``max_prompt_tokens`` (None: whole prompts) keeps only the last that many tokens of each training prompt (for a
+    dialogue: its latest turns). The trainer scores every position of prompt + completion over the whole
+    vocabulary, so one long transcript in a batch sets its memory and time; TRL 1.16's RLOO/GRPO configs have no
+    prompt limit of their own. The held-out evaluation still prompts with whole transcripts.
     """
 
     algorithm: Literal["rloo", "grpo"] = "rloo"
@@ -1201,6 +1206,7 @@ class RlParams(Params):
     max_completion_length: int = Field(16, ge=1)
     temperature: float = Field(1.0, gt=0.0)
     beta: float = Field(0.05, ge=0.0)
+    max_prompt_tokens: int | None = Field(None, ge=1)
     training: TrainingParams = Field(default_factory=TrainingParams)
 
     @model_validator(mode="after")

@@ -227,6 +227,17 @@ def reward_log(log_history: list[dict]) -> list[dict]:
     return [{"step": int(e["step"]), "reward": float(e["reward"])} for e in log_history if "reward" in e]
 
 
+def keep_last_tokens(tokenizer, texts: Sequence[str], max_tokens: int | None) -> list[str]:
+    """Each text cut to its last ``max_tokens`` tokens (no special tokens counted), decoded back to text; shorter
+    texts and ``max_tokens=None`` leave it unchanged. The cut falls on a token boundary, so tokenizing the result
+    gives (up to the tokenizer's merges at the new first character) those last tokens."""
+    if max_tokens is None:
+        return list(texts)
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [text if len(row) <= max_tokens else tokenizer.decode(row[-max_tokens:])
+            for text, row in zip(texts, ids, strict=True)]
+
+
 def train_policy(base_model_dir: str | Path, reward_fn, prompts: Sequence[str], params: RlParams,
                  output_dir: str | Path) -> RlTrainResult:
     """Optimise the policy in ``base_model_dir`` against ``reward_fn`` with TRL's RLOO or GRPO trainer.
@@ -234,7 +245,8 @@ def train_policy(base_model_dir: str | Path, reward_fn, prompts: Sequence[str], 
     Args:
         base_model_dir: The starting causal LM (and tokenizer).
         reward_fn: A TRL reward function: ``RewardScorer`` or any ``f(prompts, completions, **kw) -> list[float]``.
-        prompts: Training prompts (plain text; each gets ``num_generations`` sampled completions).
+        prompts: Training prompts (plain text; each gets ``num_generations`` sampled completions), cut to their last
+            ``params.max_prompt_tokens`` tokens.
         params: Algorithm, sampling, KL weight and optimisation.
         output_dir: The policy is saved with its tokenizer to ``<output_dir>/model``.
     """
@@ -251,8 +263,9 @@ def train_policy(base_model_dir: str | Path, reward_fn, prompts: Sequence[str], 
     model, tokenizer = load_causal_lm(base_model_dir)
     model.train()
     tokenizer.padding_side = "left"  # generation continues the prompts from their right edge
+    prompts = keep_last_tokens(tokenizer, prompts, params.max_prompt_tokens)
     trainer = Trainer(model=model, reward_funcs=reward_fn, args=to_rl_config(params, out / "checkpoints", placement),
-                      train_dataset=Dataset.from_dict({"prompt": list(prompts)}), processing_class=tokenizer)
+                      train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tokenizer)
     run_trainer(trainer, name=f"train_policy ({params.algorithm})")
     model_dir = save_model_directory(trainer.model, out / "model",
                                      lambda path: save_causal_lm(trainer.model, tokenizer, path))

@@ -191,3 +191,41 @@ def test_reward_and_rl_configs_do_not_recompute_activations(tmp_path):
         config = to_rl_config(RlParams(algorithm=algorithm, training=TrainingParams(per_device_batch_size=4)),
                               tmp_path, placement)
         assert config.gradient_checkpointing is False
+
+
+def test_keep_last_tokens_cuts_long_prompts_from_the_left(tiny_base):
+    from finetune.generation.rlhf import keep_last_tokens
+
+    _, tokenizer = load_reward_model(tiny_base)
+    long = "go now then please " * 10 + "say up:"
+    short = "say up:"
+    kept = keep_last_tokens(tokenizer, [long, short], 4)
+    assert kept[1] == short  # 3 tokens: unchanged
+    assert long.endswith(kept[0]) and len(kept[0]) < len(long)
+    assert tokenizer(kept[0], add_special_tokens=False)["input_ids"] == \
+        tokenizer(long, add_special_tokens=False)["input_ids"][-4:]
+    assert keep_last_tokens(tokenizer, [long], None) == [long]
+
+
+def test_train_policy_trains_on_the_cut_prompts(tiny_base, tmp_path, monkeypatch):
+    from finetune.generation import rlhf
+
+    seen = []
+
+    def spy(tokenizer, texts, max_tokens):
+        seen.append(max_tokens)
+        kept = keep(tokenizer, texts, max_tokens)
+        seen.append(kept)
+        return kept
+
+    keep = rlhf.keep_last_tokens
+    monkeypatch.setattr(rlhf, "keep_last_tokens", spy)
+    prompts = ["go now then please " * 5 + "say up:"] * 8
+    params = RlParams(num_generations=4, max_completion_length=2, beta=0.0, max_prompt_tokens=3,
+                      training=TrainingParams(max_steps=1, per_device_batch_size=4, learning_rate=1e-3,
+                                              warmup_ratio=0.0, logging_steps=1, max_length=32))
+    rlhf.train_policy(tiny_base, _count_up, prompts, params, tmp_path)
+    _, tokenizer = load_reward_model(tiny_base)
+    assert seen[0] == 3 and len(seen[1]) == 8
+    assert all(len(tokenizer(p, add_special_tokens=False)["input_ids"]) == 3 and prompts[0].endswith(p)
+               for p in seen[1])
