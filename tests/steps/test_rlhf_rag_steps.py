@@ -116,7 +116,10 @@ def test_reward_model_and_policy_reward_steps(tmp_path):
                                                        logging_steps=1))
     reward_dir, metrics, log = train_reward_model.entrypoint(base, pairs, pairs.iloc[:10], params)
     assert reward_dir.kind == "reward_model" and (reward_dir.path / "config.json").is_file()
-    assert set(metrics) == {"test_pairwise_accuracy", "test_reward_margin"} and len(log) == 5  # 40 pairs / 8
+    assert set(metrics) == {"test_pairwise_accuracy", "test_pairwise_accuracy_low", "test_pairwise_accuracy_high",
+                            "test_reward_margin", "test_longer_answer_accuracy", "test_p_value_vs_longer_answer"}
+    assert len(log) == 5  # 40 pairs / 8
+    assert reward_dir.base_model == "tiny_gpt2"  # no reward.model: the policy's own start
     evaluation = RewardEvalParams(max_new_tokens=3, num_samples=2)
     first, per_prompt = evaluate_policy_reward.entrypoint(base, reward_dir, pairs, evaluation, split="base_test")
     again, _ = evaluate_policy_reward.entrypoint(base, reward_dir, pairs, evaluation, split="base_test")
