@@ -65,15 +65,12 @@ def reward_token_ids(tokenizer, prompts: Sequence[str], completions: Sequence[st
 
     The tokenizer's own special tokens are added (a Llama BOS, BERT's [CLS] … [SEP]); EOS is appended as text when
     the tokenizer has one (what ``RewardTrainer`` does). Longer than ``max_length``: the start is cut off, so the
-    answer and the end of the prompt stay (``load_reward_model`` sets left truncation; special tokens are kept).
+    answer and the end of the prompt stay (the tokenizer comes from ``load_reward_model``, which sets left
+    truncation; special tokens are kept).
     """
     eos = tokenizer.eos_token or ""
     texts = [p + c + eos for p, c in zip(prompts, completions, strict=True)]
-    side, tokenizer.truncation_side = tokenizer.truncation_side, "left"
-    try:
-        return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
-    finally:
-        tokenizer.truncation_side = side
+    return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
 
 
 class RewardScorer:
