@@ -105,7 +105,8 @@ def cross_encoder_steps(fingerprints, data: RankingDataParams, retrieval: Retrie
                                      evaluation, max_length, base)
     fused = None if fusion is None else fuse_scores(reranked, eval_run, start, fusion)
     metrics, comparison = evaluate_reranker(eval_set, eval_run, reranked, evaluation, start, fused)
-    parents = {"base_model": cross_encoder.model} | ({} if teacher is None else {"teacher": teacher.model})
+    parents = ({"base_model": cross_encoder.model} | ({} if teacher is None else {"teacher": teacher.model})
+               | ensemble_parents(teacher))
     decision = ranking_gate(metrics, comparison, "cross_encoder" if fusion is None else "fused", fingerprints,
                             evaluation, retrieval, promotion, parents, has_starting_point=True)
     build_ranking_report(comparison, training_log, stats, decision, fingerprints, evaluation)
@@ -137,7 +138,23 @@ def teacher_scores(data: RankingDataParams, teacher: TeacherParams, train_set, e
     teacher_fingerprints = role_fingerprints("teacher", teacher.model)
     teacher_dir = teacher_model_dir(teacher, pairs, teacher_fingerprints)
     record_teacher(teacher_dir, teacher)
-    return score_teacher(pairs, teacher_dir, teacher, teacher_fingerprints, unlabeled), teacher_dir
+    members = None
+    if teacher.ensemble:
+        members = fingerprint_models(parent_specs(ensemble_parents(teacher)), id="fingerprint_teacher_ensemble")
+    return score_teacher(pairs, teacher_dir, teacher, teacher_fingerprints, unlabeled, members), teacher_dir
+
+
+def ensemble_parents(teacher: TeacherParams | None) -> dict:
+    """The teacher ensemble's members by role (``teacher_ensemble_<i>``) for fingerprints and the model version."""
+    members = () if teacher is None else teacher.ensemble
+    return {f"teacher_ensemble_{i}": member.model for i, member in enumerate(members)}
+
+
+def no_teacher_ensemble(teacher: TeacherParams, pipeline: str) -> None:
+    """Refuse ``teacher.ensemble`` where the teacher is also compared with its student (before any step runs)."""
+    if teacher.ensemble:
+        raise ValueError(f"teacher.ensemble: {pipeline} compares the student with its teacher, a single model; "
+                         "fuse scorers in cross_encoder_training's teacher instead")
 
 
 def dual_encoder_steps(fingerprints, data: RankingDataParams, retrieval: RetrievalParams, mining: MiningParams,
@@ -213,6 +230,7 @@ def cross_encoder_distillation(
     promotion: PromotionParams = PromotionParams(),
 ) -> None:
     """Teacher scores (once, cached) → smaller cross-encoder student → teacher vs student vs BM25 → gate."""
+    no_teacher_ensemble(teacher, "cross_encoder_distillation")
     fingerprints = fingerprint_sources(data)
     train_set, eval_set = load_msmarco(data, fingerprints)
     train_run, eval_run = retrieve_first_stage(train_set, eval_set, retrieval)
@@ -240,6 +258,7 @@ def dual_encoder_distillation(
 ) -> None:
     """Dual- or cross-encoder teacher scores (cached) → smaller bi-encoder student (MarginMSE, KL, or the dual-encoder
     teacher's embeddings) → gate."""
+    no_teacher_ensemble(teacher, "dual_encoder_distillation")
     embedding_needs_dual_teacher(teacher, distillation)
     fingerprints = fingerprint_sources(data)
     train_set, eval_set = load_msmarco(data, fingerprints)

@@ -21,7 +21,7 @@ from finetune.data.types import RankingSet, Run
 from finetune.device import InferencePrecision, resolve_placement
 from finetune.models.layer_dropping import drop_layers
 from finetune.models.sources import count_parameters, resolve_model, sentence_transformers_kwargs
-from finetune.params import CrossEncoderDistillationParams, RankingEvalParams
+from finetune.params import CrossEncoderDistillationParams, EnsembleMember, RankingEvalParams, TeacherParams
 from finetune.ranking import cross_encoder, dual_encoder
 from finetune.ranking.cross_encoder import RerankResult, TrainResult
 from finetune.ranking.evaluation import comparison_metrics, metric_key, versus_metrics
@@ -106,6 +106,64 @@ def score_teacher(
     scored = pairs.copy()
     scored["teacher_score"] = scores
     return scored, seconds
+
+
+def fuse_group_scores(groups, columns: list, weights: list[float]) -> np.ndarray:
+    """Within each group, min-max normalise every score column to [0, 1] and sum them with ``weights`` (a group
+    whose scores are all equal contributes 0 for that column)."""
+    frame = pd.DataFrame({f"s{i}": np.asarray(c, dtype=np.float64) for i, c in enumerate(columns)})
+    grouped = frame.groupby(np.asarray(groups), sort=False)
+    low, high = grouped.transform("min"), grouped.transform("max")
+    spread = (high - low).to_numpy()
+    normalised = np.divide(frame.to_numpy() - low.to_numpy(), spread, out=np.zeros_like(spread), where=spread > 0)
+    return normalised @ np.asarray(weights, dtype=np.float64)
+
+
+def score_member(rows: pd.DataFrame, member: EnsembleMember, workdir: str | Path, device: str = "auto"
+                 ) -> tuple[np.ndarray, float, str]:
+    """One ensemble member's scores of ``rows`` (tiny members build their tokenizer on the rows' texts).
+
+    Returns:
+        (scores, seconds of scoring, one-line description of the model).
+    """
+    texts = rows["query"].drop_duplicates().tolist() + rows["passage"].drop_duplicates().tolist()
+    queries, passages = rows["query"].tolist(), rows["passage"].tolist()
+    if member.architecture == "query_likelihood":
+        from finetune.models.causal import base_model_directory
+        from finetune.ranking.query_likelihood import score_query_likelihood
+
+        directory, description = base_model_directory(member.model, workdir, texts)
+        scores, seconds = score_query_likelihood(directory, queries, passages, member.batch_size, member.max_length,
+                                                 device, member.precision)
+        return scores, seconds, f"query_likelihood {description}"
+    directory, description, _ = save_encoder(member.model, member.architecture, Path(workdir) / "model", texts)
+    scores, seconds = score_with(directory, member.architecture, queries, passages, member.batch_size, device,
+                                 member.max_length)
+    return scores, seconds, description
+
+
+def add_ensemble_scores(scored: pd.DataFrame, teacher: TeacherParams, workdir: str | Path
+                        ) -> tuple[pd.DataFrame, list[dict]]:
+    """With ``teacher.ensemble``: each member's scores as ``ensemble_<i>_score``, the teacher's own as
+    ``teacher_model_score``, and ``teacher_score`` replaced by the fusion of all (``fuse_group_scores`` within each
+    ``group`` with the teacher's and the members' weights). Without an ensemble the rows come back unchanged.
+
+    Returns:
+        (rows, one dict per member: description, weight, scoring seconds).
+    """
+    if not teacher.ensemble:
+        return scored, []
+    fused = scored.copy()
+    fused["teacher_model_score"] = fused["teacher_score"]
+    columns, weights, stats = [fused["teacher_model_score"].to_numpy()], [teacher.teacher_weight], []
+    for i, member in enumerate(teacher.ensemble):
+        scores, seconds, description = score_member(fused, member, Path(workdir) / f"member_{i}", teacher.device)
+        fused[f"ensemble_{i}_score"] = scores
+        columns.append(scores)
+        weights.append(member.weight)
+        stats.append({"member": description, "weight": member.weight, "scoring_seconds": round(seconds, 2)})
+    fused["teacher_score"] = fuse_group_scores(fused["group"].to_numpy(), columns, weights)
+    return fused, stats
 
 
 def cross_encoder_dataset(teacher_scores: pd.DataFrame, loss: str, temperature: float = 1.0,

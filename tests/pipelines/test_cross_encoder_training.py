@@ -108,9 +108,10 @@ def test_train_rerun_cached_edit_reingests_and_bad_input_registers_nothing(tmp_p
 
 
 def test_teacher_unlabeled_queries_fusion_and_starting_point_gate(tmp_path, zenml_client):
-    """With a teacher and unlabeled queries: the teacher scores the mined groups and the unlabeled queries' BM25
-    candidates (one cached ``teacher_scores``), the reranker learns them, the untrained starting model reranks the
-    same candidates, the fused run is the candidate, and ``baseline: both`` makes the gate beat both baselines."""
+    """With a teacher (fused with a query-likelihood member) and unlabeled queries: the teacher scores the mined
+    groups and the unlabeled queries' BM25 candidates (one cached ``teacher_scores``), the reranker learns them, the
+    untrained starting model reranks the same candidates, the fused run is the candidate, and ``baseline: both``
+    makes the gate beat both baselines."""
     files = write_demo_msmarco(tmp_path / "data", num_queries=16, passages_per_query=12, seed=3)
     queries = dict(line.split("\t", 1) for line in files["queries"].read_text().splitlines())
     first_qid, first_text = next(iter(queries.items()))
@@ -123,7 +124,8 @@ def test_teacher_unlabeled_queries_fusion_and_starting_point_gate(tmp_path, zenm
     parameters["data"]["unlabeled"] = {"queries": str(unlabeled), "depth": 4}
     parameters["mining"]["negatives_per_positive"] = 3  # groups of 4, like the unlabeled ones
     parameters["teacher"] = {"model": {"kind": "tiny_bert", "vocab_size": 300}, "architecture": "dual_encoder",
-                             "max_length": 64}
+                             "max_length": 64,  # fused with a tiny causal LM's query likelihood
+                             "ensemble": [{"model": {"kind": "tiny_llama"}, "weight": 0.4, "max_length": 32}]}
     parameters["cross_encoder"]["temperature"] = 0.1
     parameters["fusion"] = {"first_stage": 0.2, "starting_point": 0.3}
     parameters["promotion"] = {"baseline": "both"}
@@ -138,6 +140,11 @@ def test_teacher_unlabeled_queries_fusion_and_starting_point_gate(tmp_path, zenm
     scores = run.steps["score_teacher"].outputs["teacher_scores"][0].load()
     assert (scores["role"] == "candidate").sum() == 20 and scores["teacher_score"].notna().all()
     assert scores["group"].is_unique is False and scores.groupby("group").size().eq(4).all()
+    assert scores["teacher_model_score"].between(-1.0, 1.0).all() and (scores["ensemble_0_score"] < 0).all()
+    assert scores["teacher_score"].between(0.0, 1.0).all()  # 0.6 × min-max(cosine) + 0.4 × min-max(log-prob)
+    assert "fingerprint_teacher_ensemble" in run.steps
+    parents = zenml_client.get_model_version(model_name, 1).run_metadata["parents"]
+    assert parents["teacher_ensemble_0"]["kind"] == "tiny_llama"
     assert "train_cross_encoder" not in run.steps and "distill_cross_encoder" in run.steps
     metrics = run.steps["evaluate_reranker"].outputs["metrics"][0].load()
     for key in ("test_ndcg@10", "bm25_test_ndcg@10", "zero_shot_test_ndcg@10", "cross_encoder_test_ndcg@10",

@@ -57,3 +57,21 @@ def test_embedding_mse_with_a_cross_encoder_teacher_spec_is_refused_before_any_s
     embedding_needs_dual_teacher(TeacherParams(architecture="dual_encoder"), distillation)
     registered = TeacherParams(model={"kind": "registered", "name": "reranker"}, architecture="cross_encoder")
     embedding_needs_dual_teacher(registered, distillation)  # its architecture is known only at run time
+
+
+@pytest.mark.parametrize("pipeline_name", ["cross_encoder_distillation", "dual_encoder_distillation"])
+def test_a_teacher_ensemble_is_refused_by_the_distillation_pipelines_before_any_step(
+        pipeline_name, tmp_path, zenml_client):
+    """The distillation pipelines compare the student with its teacher, one model; an ensemble's fused scores would
+    make that comparison about another teacher than the one the student learned."""
+    import pipelines.ranking as ranking
+
+    runs_before = zenml_client.list_pipeline_runs(size=1).total
+    parameters = {
+        "data": {"train": {"kind": "msmarco_files", "collection": str(tmp_path / "c.tsv"),
+                           "queries": str(tmp_path / "q.tsv"), "qrels": str(tmp_path / "r.txt")}},
+        "teacher": {"ensemble": [{"model": {"kind": "tiny_llama"}, "weight": 0.3}]},
+    }
+    with pytest.raises(ValueError, match=f"teacher.ensemble: {pipeline_name} compares the student"):
+        getattr(ranking, pipeline_name).with_options(parameters=parameters)()
+    assert zenml_client.list_pipeline_runs(size=1).total == runs_before
