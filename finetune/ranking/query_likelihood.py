@@ -87,7 +87,7 @@ def score_query_likelihood(
                 targets += query
                 owner += [row] * len(query)
             hidden = model.base_model(input_ids=ids.to(resolved)).last_hidden_state
-            picked = hidden[torch.tensor(rows), torch.tensor(positions)]
+            picked = hidden[torch.tensor(rows, device=hidden.device), torch.tensor(positions, device=hidden.device)]
             log_probs = torch.log_softmax(model.get_output_embeddings()(picked).float(), dim=-1)
             token_scores = log_probs[torch.arange(len(targets)), torch.tensor(targets, device=log_probs.device)]
             sums = torch.zeros(len(batch), dtype=torch.float64).index_add_(
