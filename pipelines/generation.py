@@ -294,7 +294,8 @@ def rlhf_training(
     decision = generation_gate(after, fingerprints, promotion, "test_mean_reward", parents,
                                baseline_metric="base_test_mean_reward", other_metrics=[before, reward_model_metrics],
                                per_item=per_prompt, baseline_per_item=per_prompt_before)
-    build_rlhf_report(reward_model_metrics, before, after, reward_log, training_log, promotion_decision=decision)
+    build_rlhf_report(reward_model_metrics, before, after, reward_log, training_log, promotion_decision=decision,
+                      reward_model_dir=reward_model_dir)
 
 
 @pipeline(on_failure=discard_model_version_on_failure, execution_mode=ExecutionMode.FAIL_FAST)

@@ -9,11 +9,16 @@ from finetune.reports.common import html_table, image_tag, plot_curves, plot_met
 
 
 def rlhf_report(reward_model_metrics: Mapping[str, float], before: Mapping[str, float], after: Mapping[str, float],
-                reward_log: Sequence[Mapping[str, object]], rl_log: Sequence[Mapping[str, object]]) -> str:
-    """Reward model (held-out accuracy, margin, training loss), mean reward before/after RL, reward during RL."""
+                reward_log: Sequence[Mapping[str, object]], rl_log: Sequence[Mapping[str, object]],
+                reward_model: Mapping[str, object] | None = None) -> str:
+    """Reward model (what it started from, held-out accuracy, margin, training loss), mean reward before/after RL,
+    reward during RL. ``reward_model``: ``{"base model": ..., "parameters": ...}`` of the trained reward model; the
+    before/after rewards are its judgement, so the page says whose."""
+    rows = [{"metric": k, "value": v} for k, v in reward_model_metrics.items()]
+    if reward_model:
+        rows = [{"metric": k, "value": v} for k, v in reward_model.items()] + rows
     sections = [
-        ("Reward model on held-out pairs", html_table([{"metric": k, "value": v}
-                                                       for k, v in reward_model_metrics.items()])),
+        ("Reward model on held-out pairs", html_table(rows)),
         ("Policy: mean reward on held-out prompts", html_table([
             {"policy": "starting model", "mean reward": before.get("base_test_mean_reward")},
             {"policy": "after RL", "mean reward": after.get("test_mean_reward")}])),

