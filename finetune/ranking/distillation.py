@@ -110,13 +110,19 @@ def score_teacher(
 
 def fuse_group_scores(groups, columns: list, weights: list[float]) -> np.ndarray:
     """Within each group, min-max normalise every score column to [0, 1] and sum them with ``weights`` (a group
-    whose scores are all equal contributes 0 for that column)."""
-    frame = pd.DataFrame({f"s{i}": np.asarray(c, dtype=np.float64) for i, c in enumerate(columns)})
-    grouped = frame.groupby(np.asarray(groups), sort=False)
-    low, high = grouped.transform("min"), grouped.transform("max")
-    spread = (high - low).to_numpy()
-    normalised = np.divide(frame.to_numpy() - low.to_numpy(), spread, out=np.zeros_like(spread), where=spread > 0)
-    return normalised @ np.asarray(weights, dtype=np.float64)
+    whose scores are all equal contributes 0 for that column): ``finetune.ranking.fusion.fuse`` with each group as
+    a query and each row as a passage."""
+    from finetune.ranking.fusion import fuse
+
+    groups = np.asarray(groups)
+    runs = []
+    for column, weight in zip(columns, weights, strict=True):
+        run: Run = {}
+        for row, (group, score) in enumerate(zip(groups, np.asarray(column, dtype=np.float64), strict=True)):
+            run.setdefault(str(group), {})[str(row)] = float(score)
+        runs.append((run, weight))
+    fused = fuse(runs)
+    return np.array([fused[str(group)][str(row)] for row, group in enumerate(groups)], dtype=np.float64)
 
 
 def score_member(rows: pd.DataFrame, member: EnsembleMember, workdir: str | Path, device: str = "auto"
