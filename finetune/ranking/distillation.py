@@ -25,6 +25,7 @@ from finetune.params import CrossEncoderDistillationParams, EnsembleMember, Rank
 from finetune.ranking import cross_encoder, dual_encoder
 from finetune.ranking.cross_encoder import RerankResult, TrainResult
 from finetune.ranking.evaluation import comparison_metrics, metric_key, versus_metrics
+from finetune.ranking.fusion import fuse
 from finetune.ranking.metrics import RunComparison, compare_runs
 from finetune.training import checkpoint_plan, seed_before_building, train_and_save
 
@@ -112,8 +113,6 @@ def fuse_group_scores(groups, columns: list, weights: list[float]) -> np.ndarray
     """Within each group, min-max normalise every score column to [0, 1] and sum them with ``weights`` (a group
     whose scores are all equal contributes 0 for that column): ``finetune.ranking.fusion.fuse`` with each group as
     a query and each row as a passage."""
-    from finetune.ranking.fusion import fuse
-
     groups = np.asarray(groups)
     runs = []
     for column, weight in zip(columns, weights, strict=True):
